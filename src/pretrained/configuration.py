@@ -1,0 +1,277 @@
+"""PretrainedConfig: any config.json in and out with Transformers' field names.
+
+A config subclass declares its fields as annotated class attributes with defaults
+(`hidden_size: int = 768`). Construction fills defaults, takes keyword values, keeps keys it does
+not know (they survive a save/load round trip), resolves `attribute_map` aliases and checks types
+and values, naming the field in the error.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from typing import Any, ClassVar
+
+from .errors import CheckpointError, ConfigError
+from .files import atomic_write_text
+from .hub import HubOptions, resolve_file
+
+CONFIG_NAME = "config.json"
+
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "None": (type(None),),
+          "list": (list, tuple), "dict": (dict,), "tuple": (list, tuple)}
+_DTYPE_NAMES = ("float32", "float16", "bfloat16", "float64", "int8", "uint8", "auto")
+
+
+def _allowed_types(annotation: str) -> tuple[type, ...] | None:
+    """Python types accepted by an annotation string such as 'int | None' or 'list[int]'; None = any."""
+    allowed: list[type] = []
+    for part in annotation.split("|"):
+        base = part.strip().split("[", 1)[0]
+        if base not in _TYPES:
+            return None
+        allowed.extend(_TYPES[base])
+    return tuple(allowed)
+
+
+class PretrainedConfig:
+    """Base of every model config; subclasses set `model_type` and declare their fields."""
+
+    model_type: ClassVar[str] = ""
+    attribute_map: ClassVar[dict[str, str]] = {}
+    # fields whose integer value must be > 0 when the subclass has them
+    positive_fields: ClassVar[tuple[str, ...]] = (
+        "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+        "max_position_embeddings", "num_key_value_heads", "head_dim",
+    )
+
+    return_dict: bool = True
+    output_hidden_states: bool = False
+    output_attentions: bool = False
+    architectures: list | None = None
+    problem_type: str | None = None
+    chunk_size_feed_forward: int = 0
+    is_encoder_decoder: bool = False
+    is_decoder: bool = False
+    add_cross_attention: bool = False
+    tie_word_embeddings: bool = True
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    eos_token_id: int | list | None = None
+    decoder_start_token_id: int | None = None
+    tokenizer_class: str | None = None
+    task_specific_params: dict | None = None
+
+    def __init__(self, **kwargs: Any):
+        for alias, name in self.attribute_map.items():
+            if alias in kwargs:
+                kwargs[name] = kwargs.pop(alias)
+        torch_dtype = kwargs.pop("torch_dtype", None)
+        dtype = kwargs.pop("dtype", None) or torch_dtype
+        id2label = kwargs.pop("id2label", None)
+        label2id = kwargs.pop("label2id", None)
+        num_labels = kwargs.pop("num_labels", None)
+        kwargs.pop("model_type", None)  # a class attribute, not instance data
+        self._name_or_path = kwargs.pop("_name_or_path", kwargs.pop("name_or_path", ""))
+        self.attn_implementation = kwargs.pop("attn_implementation", kwargs.pop("_attn_implementation", None))
+
+        fields = self.fields()
+        for name, (_, default) in fields.items():
+            object.__setattr__(self, name, copy.deepcopy(kwargs.pop(name, default)))
+        for name, value in kwargs.items():  # unknown keys are kept as they are
+            setattr(self, name, value)
+
+        self.dtype = dtype
+        if id2label is not None:
+            self.id2label = {int(k): v for k, v in id2label.items()}
+            self.label2id = {k: int(v) for k, v in (label2id or {v: k for k, v in self.id2label.items()}).items()}
+            if num_labels is not None and num_labels != len(self.id2label):
+                raise ConfigError(f"num_labels={num_labels} but id2label has {len(self.id2label)} entries")
+        else:
+            self.num_labels = 2 if num_labels is None else num_labels
+        self.check_types(fields)
+        self.validate()
+
+    # --- fields, aliases and checks ---
+
+    @classmethod
+    def fields(cls) -> dict[str, tuple[str, Any]]:
+        """name -> (annotation, default) over the class hierarchy; subclasses override defaults."""
+        out: dict[str, tuple[str, Any]] = {}
+        for klass in reversed(cls.__mro__):
+            for name, annotation in vars(klass).get("__annotations__", {}).items():
+                text = annotation.__name__ if isinstance(annotation, type) else str(annotation)
+                if name in vars(klass) and "ClassVar" not in text:
+                    out[name] = (text, vars(klass)[name])
+        return out
+
+    def check_types(self, fields=None) -> None:
+        for name, (annotation, _) in (fields or self.fields()).items():
+            allowed = _allowed_types(annotation)
+            value = getattr(self, name)
+            # bool is an int subclass: refuse True where a number is expected
+            wrong_bool = isinstance(value, bool) and bool not in (allowed or (bool,))
+            if allowed is not None and (wrong_bool or not isinstance(value, allowed)):
+                raise ConfigError(
+                    f"{type(self).__name__}.{name} must be {annotation}, got {value!r} ({type(value).__name__})"
+                )
+
+    def validate(self) -> None:
+        """Value checks shared by every architecture; subclasses add their own and call super()."""
+        for name in self.positive_fields:
+            value = getattr(self, name, None)
+            if isinstance(value, int) and not isinstance(value, bool) and value <= 0:
+                raise ConfigError(f"{type(self).__name__}.{name} must be > 0, got {value}")
+        hidden, heads = getattr(self, "hidden_size", None), getattr(self, "num_attention_heads", None)
+        if isinstance(hidden, int) and isinstance(heads, int) and getattr(self, "head_dim", None) is None:
+            if hidden % heads:
+                raise ConfigError(
+                    f"{type(self).__name__}.hidden_size ({hidden}) must be divisible by "
+                    f"num_attention_heads ({heads})"
+                )
+        if self.problem_type not in (None, "regression", "single_label_classification", "multi_label_classification"):
+            raise ConfigError(
+                f"{type(self).__name__}.problem_type must be 'regression', 'single_label_classification' or "
+                f"'multi_label_classification', got {self.problem_type!r}"
+            )
+
+    def __getattr__(self, name: str):
+        # only reached when normal look-up fails: resolve aliases such as hidden_size -> dim
+        alias_target = type(self).attribute_map.get(name)
+        if alias_target is not None:
+            return getattr(self, alias_target)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, type(self).attribute_map.get(name, name), value)
+
+    # --- labels and dtype ---
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label)
+
+    @num_labels.setter
+    def num_labels(self, n: int) -> None:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ConfigError(f"{type(self).__name__}.num_labels must be a positive int, got {n!r}")
+        if getattr(self, "id2label", None) is None or len(self.id2label) != n:
+            self.id2label = {i: f"LABEL_{i}" for i in range(n)}
+            self.label2id = {label: i for i, label in self.id2label.items()}
+
+    @property
+    def dtype(self):
+        """The checkpoint's dtype as a torch.dtype (torch is imported on first access only)."""
+        if self._dtype is None or self._dtype == "auto":
+            return self._dtype
+        import torch
+
+        return getattr(torch, self._dtype)
+
+    @dtype.setter
+    def dtype(self, value) -> None:
+        if value is not None and not isinstance(value, str):
+            value = str(value).removeprefix("torch.")
+        if value is not None and value not in _DTYPE_NAMES:
+            raise ConfigError(f"{type(self).__name__}.dtype must be one of {_DTYPE_NAMES}, got {value!r}")
+        self._dtype = value
+
+    torch_dtype = dtype  # Transformers 4.x name
+
+    @property
+    def name_or_path(self) -> str:
+        return self._name_or_path
+
+    @name_or_path.setter
+    def name_or_path(self, value: str) -> None:
+        self._name_or_path = str(value)
+
+    @property
+    def use_return_dict(self) -> bool:
+        return self.return_dict
+
+    # --- (de)serialisation ---
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: copy.deepcopy(v) for k, v in self.__dict__.items() if not k.startswith("_")}
+        out.pop("attn_implementation", None)
+        out["dtype"] = self._dtype
+        out["model_type"] = self.model_type
+        return out
+
+    def to_json_string(self) -> str:
+        def encode(obj):  # json keys must be strings: id2label {0: ...} -> {"0": ...}
+            if isinstance(obj, dict):
+                return {str(k): encode(v) for k, v in obj.items()}
+            if isinstance(obj, (list, tuple)):
+                return [encode(v) for v in obj]
+            return obj
+
+        return json.dumps(encode(self.to_dict()), indent=2, sort_keys=True) + "\n"
+
+    def to_json_file(self, path: str | os.PathLike) -> None:
+        atomic_write_text(path, self.to_json_string())
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **_: Any) -> None:
+        if os.path.isfile(save_directory):
+            raise CheckpointError(f"save_pretrained needs a folder, {os.fspath(save_directory)!r} is a file")
+        os.makedirs(save_directory, exist_ok=True)
+        self.to_json_file(os.path.join(save_directory, CONFIG_NAME))
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], return_unused_kwargs: bool = False, **kwargs: Any):
+        config = cls(**config_dict)
+        unused = {}
+        for key, value in kwargs.items():
+            if key in ("torch_dtype", "dtype"):
+                config.dtype = value
+            elif hasattr(config, key) or key in cls.attribute_map:
+                setattr(config, key, value)
+            else:
+                unused[key] = value
+        if kwargs:
+            config.check_types()
+            config.validate()
+        return (config, unused) if return_unused_kwargs else config
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike):
+        return cls(**load_config_dict(path))
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any):
+        """Load from a folder, a config.json path or a hub repo id; extra kwargs override fields."""
+        options = HubOptions.pop_from(kwargs)
+        config_dict, path = get_config_dict(name_or_path, options)
+        config_dict.setdefault("_name_or_path", os.fspath(name_or_path))
+        return cls.from_dict(config_dict, **kwargs)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PretrainedConfig) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__} {self.to_json_string()}"
+
+
+def load_config_dict(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a config.json, with errors that name the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError as e:
+        raise CheckpointError(f"config file {os.fspath(path)!r} does not exist") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"config file {os.fspath(path)!r} is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise CheckpointError(f"config file {os.fspath(path)!r} must hold a JSON object, found {type(data).__name__}")
+    return data
+
+
+def get_config_dict(name_or_path: str | os.PathLike, options: HubOptions | None = None) -> tuple[dict, str]:
+    """(config dict, path) for a config.json path, a folder or a hub repo id."""
+    if os.path.isfile(name_or_path):
+        path = os.fspath(name_or_path)
+    else:
+        path = resolve_file(name_or_path, CONFIG_NAME, options)
+    return load_config_dict(path), path
