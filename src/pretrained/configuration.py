@@ -222,18 +222,25 @@ class PretrainedConfig:
     @classmethod
     def from_dict(cls, config_dict: dict[str, Any], return_unused_kwargs: bool = False, **kwargs: Any):
         config = cls(**config_dict)
+        unused = config.update_from_kwargs(kwargs)
+        return (config, unused) if return_unused_kwargs else config
+
+    def update_from_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Set the kwargs that name config fields (then re-check); return the others."""
         unused = {}
         for key, value in kwargs.items():
             if key in ("torch_dtype", "dtype"):
-                config.dtype = value
-            elif hasattr(config, key) or key in cls.attribute_map:
-                setattr(config, key, value)
+                self.dtype = value
+            elif key == "num_labels":
+                self.num_labels = value
+            elif hasattr(self, key) or key in self.attribute_map:
+                setattr(self, key, value)
             else:
                 unused[key] = value
-        if kwargs:
-            config.check_types()
-            config.validate()
-        return (config, unused) if return_unused_kwargs else config
+        if len(unused) < len(kwargs):
+            self.check_types()
+            self.validate()
+        return unused
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike):

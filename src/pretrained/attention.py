@@ -1,0 +1,71 @@
+"""One attention signature, backends chosen by name (`config.attn_implementation`).
+
+    fn(q, k, v, mask, scale, dropout, is_causal) -> (out, weights | None)
+    q: (B, H, T, D)   k, v: (B, Hkv, S, D) with H % Hkv == 0 (grouped-query attention)
+    mask: additive float mask broadcastable to (B, H, T, S), or None
+    is_causal: mask is None and position t may only see keys <= t (only used when T == S)
+    out: (B, H, T, D); weights: (B, H, T, S) when the backend computes them
+
+Model code never branches on the backend; `eager` is the reference and the only one that returns
+weights, so `output_attentions=True` runs eager for that call.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .errors import ConfigError
+
+AttentionFunction = Callable[..., tuple[torch.Tensor, "torch.Tensor | None"]]
+
+
+def _repeat_kv(x: torch.Tensor, n: int) -> torch.Tensor:
+    """(B, Hkv, S, D) -> (B, Hkv*n, S, D), each kv head serving n query heads."""
+    return x if n == 1 else x.repeat_interleave(n, dim=1)
+
+
+def eager_attention(q, k, v, mask=None, scale=None, dropout=0.0, is_causal=False):
+    n_rep = q.shape[1] // k.shape[1]
+    k, v = _repeat_kv(k, n_rep), _repeat_kv(v, n_rep)
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, H, T, S)
+    if mask is not None:
+        scores = scores + mask
+    elif is_causal:
+        T, S = scores.shape[-2:]
+        future = torch.ones(T, S, dtype=torch.bool, device=q.device).triu(S - T + 1)
+        scores = scores.masked_fill(future, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+    if dropout:
+        weights = F.dropout(weights, p=dropout, training=True)
+    return torch.matmul(weights, v), weights
+
+
+def sdpa_attention(q, k, v, mask=None, scale=None, dropout=0.0, is_causal=False):
+    gqa = q.shape[1] != k.shape[1]
+    out = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, dropout_p=dropout, scale=scale,
+        is_causal=is_causal and mask is None and q.shape[2] == k.shape[2] and q.shape[2] > 1,
+        enable_gqa=gqa,
+    )
+    return out, None
+
+
+ATTENTION_FUNCTIONS: dict[str, AttentionFunction] = {"eager": eager_attention, "sdpa": sdpa_attention}
+
+
+def register_attention(name: str, fn: AttentionFunction) -> None:
+    """Add a backend (e.g. a custom kernel) selectable with attn_implementation=name."""
+    ATTENTION_FUNCTIONS[name] = fn
+
+
+def attention_function(name: str | None, need_weights: bool = False) -> AttentionFunction:
+    if need_weights:
+        return eager_attention
+    name = name or "sdpa"
+    if name not in ATTENTION_FUNCTIONS:
+        raise ConfigError(f"attn_implementation={name!r} is not registered; expected one of {sorted(ATTENTION_FUNCTIONS)}")
+    return ATTENTION_FUNCTIONS[name]

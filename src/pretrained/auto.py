@@ -1,0 +1,79 @@
+"""AutoConfig and AutoModel*: pick the implementation from config.json's `model_type`."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from . import registry
+from .configuration import PretrainedConfig, get_config_dict
+from .errors import CheckpointError
+from .hub import HubOptions
+
+
+class AutoConfig:
+    def __init__(self):
+        raise EnvironmentError("AutoConfig is instantiated with AutoConfig.from_pretrained(...) or for_model(...)")
+
+    @classmethod
+    def for_model(cls, model_type: str, **kwargs: Any) -> PretrainedConfig:
+        return registry.config_class(model_type)(**kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any):
+        options = HubOptions.pop_from(kwargs)
+        kwargs.pop("trust_remote_code", None)
+        config_dict, path = get_config_dict(pretrained_model_name_or_path, options)
+        model_type = config_dict.get("model_type")
+        if model_type is None:
+            raise CheckpointError(
+                f"{path} has no 'model_type'; supported model types: {', '.join(registry.supported_model_types())}"
+            )
+        config_dict.setdefault("_name_or_path", os.fspath(pretrained_model_name_or_path))
+        return registry.config_class(model_type).from_dict(config_dict, **kwargs)
+
+    @staticmethod
+    def register(model_type: str, config_cls: type, exist_ok: bool = False) -> None:
+        registry.register_config(model_type, config_cls, exist_ok)
+
+
+class _AutoModel:
+    """Shared body of the AutoModel* classes; `task` is the Auto class's own name."""
+
+    task: str = ""
+
+    def __init__(self):
+        raise EnvironmentError(f"{type(self).__name__} is instantiated with from_pretrained(...) or from_config(...)")
+
+    @classmethod
+    def from_config(cls, config: PretrainedConfig, **kwargs: Any):
+        return registry.model_class(cls.task, config).from_config(config, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs: Any):
+        config = kwargs.pop("config", None)
+        if not isinstance(config, PretrainedConfig):
+            # config-field kwargs (num_labels=...) are applied by the model class's from_pretrained
+            hub_kwargs = {k: kwargs[k] for k in ("revision", "cache_dir", "local_files_only", "token",
+                                                 "force_download", "subfolder") if k in kwargs}
+            config = AutoConfig.from_pretrained(config or pretrained_model_name_or_path, **hub_kwargs)
+        model_cls = registry.model_class(cls.task, config)
+        return model_cls.from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
+
+    @classmethod
+    def register(cls, config_cls: type, model_cls: type, exist_ok: bool = False) -> None:
+        registry.register_model(cls.task, config_cls, model_cls, exist_ok)
+
+
+def _auto_class(name: str) -> type:
+    return type(name, (_AutoModel,), {"task": name, "__doc__": f"{name}: the {registry.TASKS[name]} class of a checkpoint's model_type."})
+
+
+AutoModel = _auto_class("AutoModel")
+AutoModelForMaskedLM = _auto_class("AutoModelForMaskedLM")
+AutoModelForSequenceClassification = _auto_class("AutoModelForSequenceClassification")
+AutoModelForTokenClassification = _auto_class("AutoModelForTokenClassification")
+AutoModelForQuestionAnswering = _auto_class("AutoModelForQuestionAnswering")
+AutoModelForMultipleChoice = _auto_class("AutoModelForMultipleChoice")
+AutoModelForCausalLM = _auto_class("AutoModelForCausalLM")
+AutoModelForSeq2SeqLM = _auto_class("AutoModelForSeq2SeqLM")

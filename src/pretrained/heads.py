@@ -1,0 +1,192 @@
+"""Task heads written once. An architecture opts in with one line:
+
+    class BertForTokenClassification(TokenClassificationHead, BertPreTrainedModel):
+        base_model_class = BertModel
+
+A head builds the base model under `base_model_prefix` (so checkpoint keys read `bert.encoder...`),
+adds its layers, runs the base model and computes the loss from `labels` as Transformers does.
+Heads whose pooling differs by family (sequence classification, multiple choice) call two hooks
+the family defines: `build_classifier(config)` and `classify(base_outputs) -> logits`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ConfigError
+from .outputs import (
+    MaskedLMOutput, MultipleChoiceModelOutput, QuestionAnsweringModelOutput, SequenceClassifierOutput,
+    TokenClassifierOutput, finish,
+)
+
+
+# --- losses (shared with decoder heads and the Trainer) ---
+
+def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, config) -> torch.Tensor:
+    """Regression, single-label or multi-label loss; infers and records `config.problem_type` as Transformers does."""
+    num_labels = logits.shape[-1]
+    if config.problem_type is None:
+        if num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    labels = labels.to(logits.device)
+    if config.problem_type == "regression":
+        if num_labels == 1:
+            return F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype))
+        return F.mse_loss(logits, labels.to(logits.dtype))
+    if config.problem_type == "single_label_classification":
+        return F.cross_entropy(logits.view(-1, num_labels), labels.view(-1))
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over every position; label -100 is ignored (padding, sub-words)."""
+    return F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.to(logits.device).view(-1), ignore_index=-100)
+
+
+def span_loss(start_logits, end_logits, start_positions, end_positions) -> torch.Tensor:
+    """Extractive QA: mean of start and end cross-entropy; positions outside the sequence are ignored."""
+    if start_positions.dim() > 1:
+        start_positions = start_positions.squeeze(-1)
+    if end_positions.dim() > 1:
+        end_positions = end_positions.squeeze(-1)
+    ignored = start_logits.shape[1]
+    start_positions = start_positions.clamp(0, ignored).to(start_logits.device)
+    end_positions = end_positions.clamp(0, ignored).to(end_logits.device)
+    start = F.cross_entropy(start_logits, start_positions, ignore_index=ignored)
+    end = F.cross_entropy(end_logits, end_positions, ignore_index=ignored)
+    return (start + end) / 2
+
+
+# --- heads ---
+
+class _Head:
+    """Shared plumbing: build the base model, run it with dataclass outputs."""
+
+    base_model_class: type = None
+    add_pooling_layer: bool = False  # BERT-style pooler needed by this head
+
+    def _build_base(self, config) -> None:
+        kwargs = {"add_pooling_layer": self.add_pooling_layer} if _takes_pooling(self.base_model_class) else {}
+        setattr(self, self.base_model_prefix, self.base_model_class(config, **kwargs))
+
+    def _run_base(self, input_ids, attention_mask, inputs: dict):
+        return self.base_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **inputs)
+
+    def _return_dict(self, return_dict):
+        return self.config.return_dict if return_dict is None else return_dict
+
+    def head_dropout(self, config) -> float:
+        """Dropout before a classifier; families with other field names override."""
+        value = getattr(config, "classifier_dropout", None)
+        return value if value is not None else config.hidden_dropout_prob
+
+
+def _takes_pooling(cls) -> bool:
+    import inspect
+
+    return "add_pooling_layer" in inspect.signature(cls.__init__).parameters
+
+
+class MaskedLMHead(_Head):
+    """Family supplies `build_lm_head(config)` and `lm_logits(hidden_states)`; tying via _tied_weights_keys."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._build_base(config)
+        self.build_lm_head(config)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, return_dict=None, **inputs):
+        out = self._run_base(input_ids, attention_mask, inputs)
+        logits = self.lm_logits(out.last_hidden_state)  # (B, T, V)
+        loss = token_loss(logits, labels) if labels is not None else None
+        return finish(MaskedLMOutput(loss, logits, out.hidden_states, out.attentions), self._return_dict(return_dict))
+
+
+class SequenceClassificationHead(_Head):
+    """Family supplies `build_classifier(config)` and `classify(base_outputs) -> (B, num_labels)`."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self._build_base(config)
+        self.build_classifier(config)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, return_dict=None, **inputs):
+        out = self._run_base(input_ids, attention_mask, inputs)
+        logits = self.classify(out)
+        loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
+        return finish(SequenceClassifierOutput(loss, logits, out.hidden_states, out.attentions),
+                      self._return_dict(return_dict))
+
+
+class TokenClassificationHead(_Head):
+    def __init__(self, config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self._build_base(config)
+        self.dropout = nn.Dropout(self.head_dropout(config))
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, return_dict=None, **inputs):
+        out = self._run_base(input_ids, attention_mask, inputs)
+        logits = self.classifier(self.dropout(out.last_hidden_state))  # (B, T, num_labels)
+        loss = token_loss(logits, labels) if labels is not None else None
+        return finish(TokenClassifierOutput(loss, logits, out.hidden_states, out.attentions),
+                      self._return_dict(return_dict))
+
+
+class QuestionAnsweringHead(_Head):
+    qa_dropout: str | None = None  # config field of a dropout before qa_outputs (DistilBERT), if any
+
+    def __init__(self, config):
+        super().__init__(config)
+        if config.num_labels != 2:
+            raise ConfigError(f"{type(self).__name__} predicts start and end logits: num_labels must be 2, got {config.num_labels}")
+        self.num_labels = config.num_labels
+        self._build_base(config)
+        if self.qa_dropout:
+            self.dropout = nn.Dropout(getattr(config, self.qa_dropout))
+        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, start_positions=None, end_positions=None,
+                return_dict=None, **inputs):
+        out = self._run_base(input_ids, attention_mask, inputs)
+        hidden = self.dropout(out.last_hidden_state) if self.qa_dropout else out.last_hidden_state
+        start_logits, end_logits = self.qa_outputs(hidden).split(1, dim=-1)  # (B, T, 1) each
+        start_logits, end_logits = start_logits.squeeze(-1).contiguous(), end_logits.squeeze(-1).contiguous()
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
+        return finish(QuestionAnsweringModelOutput(loss, start_logits, end_logits, out.hidden_states, out.attentions),
+                      self._return_dict(return_dict))
+
+
+class MultipleChoiceHead(_Head):
+    """Inputs (B, C, T) are flattened to (B*C, T); family's `classify` scores each choice -> (B*C, 1)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._build_base(config)
+        self.build_classifier(config)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, return_dict=None, **inputs):
+        reference = input_ids if input_ids is not None else inputs.get("inputs_embeds")
+        num_choices = reference.shape[1]
+        flat = lambda x: None if x is None else x.reshape(-1, *x.shape[2:])  # noqa: E731
+        inputs = {k: flat(v) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+        out = self._run_base(flat(input_ids), flat(attention_mask), inputs)
+        logits = self.classify(out).view(-1, num_choices)  # (B, C)
+        loss = F.cross_entropy(logits, labels.to(logits.device)) if labels is not None else None
+        return finish(MultipleChoiceModelOutput(loss, logits, out.hidden_states, out.attentions),
+                      self._return_dict(return_dict))

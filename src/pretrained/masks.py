@@ -1,0 +1,48 @@
+"""Attention masks, built once per forward at model level.
+
+Masks are additive floats broadcastable to (B, H, T, S): 0 where a query may attend, the dtype's
+minimum where it may not (a fully masked row then softmaxes to uniform instead of NaN, as in
+Transformers). A builder returns None when the kernel's fast path is exact: no mask at all for a
+bidirectional encoder without padding, `is_causal` for a decoder without padding or window.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    zero = torch.zeros((), dtype=dtype, device=allowed.device)
+    return torch.where(allowed, zero, torch.finfo(dtype).min)
+
+
+def padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """(B, S) 1/0 keep-mask -> (B, 1, 1, S) additive mask for bidirectional attention, or None."""
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    return _additive(attention_mask[:, None, None, :].bool(), dtype)
+
+
+def causal_mask(
+    attention_mask: torch.Tensor | None,
+    query_length: int,
+    key_length: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    sliding_window: int | None = None,
+) -> torch.Tensor | None:
+    """(B, 1, T, S) additive mask: causal, key padding, optional sliding window; None when
+    `is_causal` alone is exact (no padding, no active window, T == S or a single query)."""
+    has_padding = attention_mask is not None and not bool(attention_mask.all())
+    window_active = sliding_window is not None and key_length > sliding_window
+    if not has_padding and not window_active and (query_length == key_length or query_length == 1):
+        return None
+    q_pos = torch.arange(key_length - query_length, key_length, device=device)[:, None]  # (T, 1)
+    k_pos = torch.arange(key_length, device=device)[None, :]  # (1, S)
+    allowed = k_pos <= q_pos
+    if sliding_window is not None:
+        allowed = allowed & (k_pos > q_pos - sliding_window)
+    allowed = allowed[None, None]  # (1, 1, T, S)
+    if attention_mask is not None:
+        allowed = allowed & attention_mask[:, None, None, :key_length].bool()
+    return _additive(allowed, dtype)

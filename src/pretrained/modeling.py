@@ -1,0 +1,406 @@
+"""PreTrainedModel: from_pretrained / save_pretrained, weight init and tying, dtype and device.
+
+Loading builds the model with its parameters on the meta device (no memory, no random init), then
+assigns each checkpoint tensor, memory-mapped from safetensors, directly as the parameter: peak
+memory stays near one copy of the weights. Only parameters the checkpoint lacks are materialised
+and initialised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import re
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import conversion
+from .configuration import PretrainedConfig, get_config_dict
+from .errors import CheckpointError, ConfigError
+from .hub import HubOptions, first_existing, resolve_file
+from .weights import (
+    SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME,
+    BinShard, SafetensorsShard, TensorDict, read_index, save_state_dict,
+)
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+# from_pretrained keywords Transformers accepts that change nothing here
+_NO_OP_KWARGS = ("low_cpu_mem_usage", "_fast_init", "trust_remote_code", "offload_folder", "offload_state_dict",
+                 "from_tf", "from_flax", "_from_auto", "_from_pipeline", "use_flash_attention_2", "key_mapping")
+
+
+@contextlib.contextmanager
+def meta_parameters():
+    """Create parameters on the meta device (buffers stay real: they are small and often computed)."""
+    original = nn.Module.register_parameter
+
+    def register(module, name, param):
+        original(module, name, param)
+        if param is not None and param.device.type != "meta":
+            module._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+
+    nn.Module.register_parameter = register
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = original
+
+
+def resolve_dtype(dtype, config: PretrainedConfig, first_float_dtype=None) -> torch.dtype | None:
+    """Map the dtype/torch_dtype argument to a torch dtype; 'auto' takes the checkpoint's."""
+    if dtype is None or dtype == "auto":
+        auto = config._dtype if config._dtype not in (None, "auto") else None
+        if auto is not None:
+            return _DTYPES.get(auto, torch.float32)
+        return first_float_dtype
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str) and dtype.removeprefix("torch.") in _DTYPES:
+        return _DTYPES[dtype.removeprefix("torch.")]
+    raise ConfigError(f"dtype={dtype!r} is not supported; expected 'auto', float32, float16, bfloat16 or a torch.dtype")
+
+
+class PreTrainedModel(nn.Module):
+    """Base of every model. Subclasses set `config_class` and `base_model_prefix` and call
+    `self.post_init()` at the end of `__init__`."""
+
+    config_class: type[PretrainedConfig] = PretrainedConfig
+    base_model_prefix: str = ""
+    main_input_name: str = "input_ids"
+    # parameter -> parameter it shares when config.tie_word_embeddings (e.g. the LM decoder -> the embeddings)
+    _tied_weights_keys: dict[str, str] = {}
+    _keys_to_ignore_on_load_unexpected: tuple[str, ...] = ()  # regexes
+    _keys_to_ignore_on_load_missing: tuple[str, ...] = ()
+    checkpoint_rules: tuple = ()  # conversion.Rename / conversion.Transpose
+    supports_gradient_checkpointing: bool = False
+
+    def __init__(self, config: PretrainedConfig, *args, **kwargs):
+        super().__init__()
+        if not isinstance(config, PretrainedConfig):
+            raise ConfigError(f"{type(self).__name__} needs a PretrainedConfig, got {type(config).__name__}")
+        if config.attn_implementation is None:
+            config.attn_implementation = "sdpa"
+        self.config = config
+        self.name_or_path = config.name_or_path
+        self.gradient_checkpointing = False
+
+    # --- init and tying ---
+
+    def post_init(self) -> None:
+        self.apply(self._init_weights)
+        self.tie_weights()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Transformers' default init: normal(0, initializer_range) for Linear and Embedding."""
+        std = getattr(self.config, "initializer_range", 0.02)
+        if isinstance(module, nn.Linear):
+            module.weight.data.normal_(0.0, std)
+            if module.bias is not None:
+                module.bias.data.zero_()
+        elif isinstance(module, nn.Embedding):
+            module.weight.data.normal_(0.0, std)
+            if module.padding_idx is not None:
+                module.weight.data[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            if module.weight is not None:
+                module.weight.data.fill_(1.0)
+            if module.bias is not None:
+                module.bias.data.zero_()
+
+    def tied_weights(self) -> dict[str, str]:
+        """The tying map in force for this config (empty when tie_word_embeddings is False)."""
+        return dict(self._tied_weights_keys) if getattr(self.config, "tie_word_embeddings", True) else {}
+
+    def tie_weights(self) -> None:
+        for target, source in self.tied_weights().items():
+            module_name, _, attr = target.rpartition(".")
+            setattr(self.get_submodule(module_name), attr, self.get_parameter(source))
+
+    def get_input_embeddings(self) -> nn.Module:
+        base = getattr(self, self.base_model_prefix, self)
+        if base is not self:
+            return base.get_input_embeddings()
+        raise NotImplementedError(f"{type(self).__name__} does not define get_input_embeddings")
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        return None
+
+    # --- properties ---
+
+    @property
+    def base_model(self) -> nn.Module:
+        return getattr(self, self.base_model_prefix, self)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(p.dtype for p in self.parameters() if p.is_floating_point())
+
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        params = {id(p): p for p in self.parameters() if p.requires_grad or not only_trainable}
+        if exclude_embeddings:
+            for m in self.modules():
+                if isinstance(m, nn.Embedding):
+                    params.pop(id(m.weight), None)
+        return sum(p.numel() for p in params.values())
+
+    def can_generate(self) -> bool:
+        return hasattr(self, "generate") and self.get_output_embeddings() is not None
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
+        if not self.supports_gradient_checkpointing:
+            raise ValueError(f"{type(self).__name__} does not support gradient checkpointing")
+        for m in self.modules():
+            if hasattr(m, "gradient_checkpointing"):
+                m.gradient_checkpointing = True
+
+    def gradient_checkpointing_disable(self) -> None:
+        for m in self.modules():
+            if hasattr(m, "gradient_checkpointing"):
+                m.gradient_checkpointing = False
+
+    @classmethod
+    def from_config(cls, config: PretrainedConfig, dtype=None, torch_dtype=None, attn_implementation=None):
+        """A freshly initialised model for `config` (Transformers' `_from_config`)."""
+        config = copy.deepcopy(config)
+        if attn_implementation is not None:
+            config.attn_implementation = attn_implementation
+        model = cls(config)
+        dtype = dtype or torch_dtype
+        return model.to(resolve_dtype(dtype, config)) if dtype not in (None, "auto") else model
+
+    _from_config = from_config
+
+    # --- loading ---
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *model_args,
+        config: PretrainedConfig | str | os.PathLike | None = None,
+        dtype=None,
+        torch_dtype=None,
+        device_map=None,
+        output_loading_info: bool = False,
+        ignore_mismatched_sizes: bool = False,
+        attn_implementation: str | None = None,
+        use_safetensors: bool | None = None,
+        state_dict: dict | None = None,
+        **kwargs: Any,
+    ):
+        """Load config and weights from a folder or hub repo id, as Transformers' from_pretrained."""
+        name = pretrained_model_name_or_path
+        options = HubOptions.pop_from(kwargs)
+        for key in _NO_OP_KWARGS:
+            kwargs.pop(key, None)
+        if kwargs.pop("weights_only", True) is False:
+            raise CheckpointError("weights_only=False is not supported: pretrained never unpickles arbitrary objects")
+        if kwargs.get("gguf_file"):
+            raise CheckpointError(f"gguf_file={kwargs['gguf_file']!r}: GGUF loading is not available yet")
+
+        if not isinstance(config, PretrainedConfig):
+            config_dict, _ = get_config_dict(config or name, options)
+            config_dict.setdefault("_name_or_path", os.fspath(name))
+            config, kwargs = cls.config_class.from_dict(config_dict, return_unused_kwargs=True, **kwargs)
+        else:
+            config = copy.deepcopy(config)
+            kwargs = config.update_from_kwargs(kwargs)
+        if kwargs:
+            raise TypeError(f"{cls.__name__}.from_pretrained got unexpected keyword arguments {sorted(kwargs)}")
+        if attn_implementation is not None:
+            config.attn_implementation = attn_implementation
+
+        shards = [TensorDict(state_dict)] if state_dict is not None else _open_checkpoint(name, options, use_safetensors)
+        key_to_shard = {}
+        for shard in shards:
+            for key in shard.keys():
+                key_to_shard[key] = shard
+        first_float = next((t.dtype for s in shards for k in list(s.keys())[:8]
+                            for t in [s.get(k)] if t.is_floating_point()), None)
+        target_dtype = resolve_dtype(dtype if dtype is not None else torch_dtype, config, first_float)
+        if target_dtype is not None:
+            config.dtype = str(target_dtype).removeprefix("torch.")
+
+        with meta_parameters():
+            model = cls(config, *model_args)
+        info = model._load_checkpoint(key_to_shard, target_dtype, ignore_mismatched_sizes)
+        model.tie_weights()
+        if device_map is not None:
+            dispatch(model, device_map)
+        model.eval()
+        return (model, info) if output_loading_info else model
+
+    def _load_checkpoint(self, key_to_shard: dict, dtype: torch.dtype | None, ignore_mismatched_sizes: bool) -> dict:
+        rules = self.checkpoint_rules
+        expected = self.state_dict(keep_vars=True)
+        tied = self.tied_weights()
+        prefix = self.base_model_prefix
+        model_has_prefix = bool(prefix) and any(k.startswith(prefix + ".") for k in expected)
+        ckpt_has_prefix = bool(prefix) and any(k.startswith(prefix + ".") for k in key_to_shard)
+
+        model_to_ckpt: dict[str, str] = {}
+        unexpected = []
+        for ckpt_key in key_to_shard:
+            key = conversion.to_model_key(ckpt_key, rules)
+            if model_has_prefix and not ckpt_has_prefix:
+                key = f"{prefix}.{key}"
+            elif ckpt_has_prefix and not model_has_prefix and key.startswith(prefix + "."):
+                key = key[len(prefix) + 1:]
+            if key in expected:
+                model_to_ckpt[key] = ckpt_key
+            elif not any(re.search(p, ckpt_key) for p in self._keys_to_ignore_on_load_unexpected):
+                unexpected.append(ckpt_key)
+
+        missing, mismatched = [], []
+        for key, current in expected.items():
+            ckpt_key = model_to_ckpt.get(key)
+            if ckpt_key is None:
+                if key not in tied and not any(re.search(p, key) for p in self._keys_to_ignore_on_load_missing):
+                    missing.append(key)
+                continue
+            shard = key_to_shard[ckpt_key]
+            transposed = conversion.is_transposed(key, rules)
+            shape = shard.shape(ckpt_key)
+            shape = tuple(reversed(shape)) if transposed else tuple(shape)
+            if shape != tuple(current.shape):
+                mismatched.append((key, shape, tuple(current.shape)))
+                continue
+            tensor = shard.get(ckpt_key)
+            if transposed:
+                tensor = tensor.t().contiguous()
+            if dtype is not None and tensor.is_floating_point() and current.is_floating_point():
+                tensor = tensor.to(dtype)
+            elif tensor.dtype != current.dtype and current.device.type != "meta":
+                tensor = tensor.to(current.dtype)
+            _set_tensor(self, key, tensor)
+
+        if mismatched and not ignore_mismatched_sizes:
+            lines = "\n".join(f"  {k}: checkpoint {c}, model {m}" for k, c, m in mismatched)
+            raise CheckpointError(
+                f"{type(self).__name__}: checkpoint shapes do not match the model's:\n{lines}\n"
+                "Pass ignore_mismatched_sizes=True to re-initialise these weights instead."
+            )
+        self._materialize_missing(dtype)
+        return {"missing_keys": missing, "unexpected_keys": unexpected,
+                "mismatched_keys": mismatched, "error_msgs": []}
+
+    def _materialize_missing(self, dtype: torch.dtype | None) -> None:
+        """Parameters still on meta were not in the checkpoint: allocate and initialise them."""
+        tied_targets = set(self.tied_weights())
+        for module_name, module in self.named_modules():
+            meta = [n for n, p in module.named_parameters(recurse=False)
+                    if p.device.type == "meta" and f"{module_name}.{n}".lstrip(".") not in tied_targets]
+            if not meta:
+                continue
+            loaded = {n: p.detach().clone() for n, p in module.named_parameters(recurse=False) if n not in meta}
+            for n in meta:
+                p = module._parameters[n]
+                real = torch.empty(p.shape, dtype=dtype if dtype and p.is_floating_point() else p.dtype)
+                module._parameters[n] = nn.Parameter(real, requires_grad=p.requires_grad)
+            with torch.no_grad():
+                self._init_weights(module)  # initialises the whole module: put back what was loaded
+                for n, value in loaded.items():
+                    module._parameters[n].copy_(value)
+
+    # --- saving ---
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        state_dict: dict | None = None,
+        max_shard_size: int | str = "5GB",
+        safe_serialization: bool = True,
+        is_main_process: bool = True,
+        **_: Any,
+    ) -> None:
+        """Write config.json and the weights (safetensors, sharded above `max_shard_size`) atomically."""
+        if os.path.isfile(save_directory):
+            raise CheckpointError(f"save_pretrained needs a folder, {os.fspath(save_directory)!r} is a file")
+        if not is_main_process:
+            return
+        os.makedirs(save_directory, exist_ok=True)
+        state_dict = self.state_dict() if state_dict is None else state_dict
+        for target in self.tied_weights():  # shared tensors are written once, as Transformers does
+            state_dict.pop(target, None)
+        rules = self.checkpoint_rules
+        out = {}
+        for key, tensor in state_dict.items():
+            if conversion.is_transposed(key, rules):
+                tensor = tensor.t()
+            out[conversion.to_checkpoint_key(key, rules)] = tensor
+        config = copy.deepcopy(self.config)
+        config.architectures = [type(self).__name__]
+        config.dtype = str(self.dtype).removeprefix("torch.")
+        save_state_dict(out, os.fspath(save_directory), max_shard_size, safe_serialization=safe_serialization)
+        config.save_pretrained(save_directory)
+        generation_config = getattr(self, "generation_config", None)
+        if generation_config is not None and hasattr(generation_config, "save_pretrained"):
+            generation_config.save_pretrained(save_directory)
+
+
+def _set_tensor(model: nn.Module, key: str, tensor: torch.Tensor) -> None:
+    module_name, _, attr = key.rpartition(".")
+    module = model.get_submodule(module_name)
+    if attr in module._parameters:
+        old = module._parameters[attr]
+        module._parameters[attr] = nn.Parameter(tensor, requires_grad=old.requires_grad)
+    else:
+        module._buffers[attr] = tensor
+
+
+def _open_checkpoint(name, options: HubOptions, use_safetensors: bool | None) -> list:
+    """Open the weight files of a folder or repo: safetensors first, .bin only if allowed."""
+    candidates = [SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME]
+    if use_safetensors is not True:
+        candidates += [WEIGHTS_NAME, WEIGHTS_INDEX_NAME]
+    if use_safetensors is False:
+        candidates = candidates[2:]
+    found = first_existing(name, candidates, options)
+    if found is None:
+        where = os.path.join(os.fspath(name), options.subfolder)
+        raise CheckpointError(f"{where!r} has no weights: looked for {', '.join(candidates)}")
+    filename, path = found
+    opener = SafetensorsShard if filename.startswith("model.safetensors") else BinShard
+    if not filename.endswith(".index.json"):
+        return [opener(path)]
+    weight_map = read_index(path)
+    shard_paths = {}
+    for shard_path in dict.fromkeys(weight_map.values()):
+        shard_name = os.path.relpath(shard_path, os.path.dirname(path))
+        local = os.path.join(os.path.dirname(path), shard_name)
+        shard_paths[shard_path] = local if os.path.isfile(local) else resolve_file(
+            name, shard_name, options)
+    return [opener(p) for p in shard_paths.values()]
+
+
+def dispatch(model: nn.Module, device_map) -> None:
+    """Place the model per `device_map`: a device, 'auto' (the accelerator if any), or
+    {module prefix: device}; inputs of each placed module are moved to its device."""
+    if isinstance(device_map, (str, int, torch.device)) and device_map != "auto":
+        model.to(torch.device(device_map) if not isinstance(device_map, int) else torch.device("cuda", device_map))
+        return
+    if device_map == "auto":
+        model.to("cuda" if torch.cuda.is_available() else "cpu")
+        return
+    if not isinstance(device_map, dict):
+        raise ConfigError(f"device_map={device_map!r}: expected a device, 'auto' or a dict of module -> device")
+    if set(device_map) == {""}:
+        model.to(device_map[""])
+        return
+    for prefix, device in sorted(device_map.items(), key=lambda kv: len(kv[0])):
+        module = model.get_submodule(prefix)
+        device = torch.device(device if not isinstance(device, int) else f"cuda:{device}")
+        module.to(device)
+
+        def move_inputs(mod, args, kwargs, device=device):
+            move = lambda x: x.to(device) if isinstance(x, torch.Tensor) else x  # noqa: E731
+            return tuple(move(a) for a in args), {k: move(v) for k, v in kwargs.items()}
+
+        module.register_forward_pre_hook(move_inputs, with_kwargs=True)

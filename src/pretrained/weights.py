@@ -1,0 +1,293 @@
+"""Reading and writing weight files: safetensors (single or sharded with an index), and
+`pytorch_model.bin` only through torch's weights-only unpickler.
+
+Safetensors headers are validated here before the library maps the file, so a malformed or
+hostile file is refused with a message naming it; tensors are then memory-mapped, not copied.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import re
+import shutil
+import tempfile
+from typing import Iterable
+
+from .errors import CheckpointError, UnsafeCheckpointError
+
+SAFE_WEIGHTS_NAME = "model.safetensors"
+SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+WEIGHTS_NAME = "pytorch_model.bin"
+WEIGHTS_INDEX_NAME = "pytorch_model.bin.index.json"
+
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+DTYPE_SIZES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1,
+    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4,
+    "I64": 8, "U64": 8, "F64": 8,
+}
+
+
+# --- safetensors ---
+
+def read_safetensors_header(path: str) -> dict:
+    """Validate a .safetensors file's framing and header; return {name: {dtype, shape, data_offsets}}."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            prefix = f.read(8)
+            if size < 8 or len(prefix) < 8:
+                raise CheckpointError(f"{path}: {size} bytes is too short for a safetensors file (needs >= 8)")
+            n = int.from_bytes(prefix, "little")
+            if n > MAX_HEADER_BYTES:
+                raise CheckpointError(f"{path}: safetensors header length {n} exceeds the 100 MB limit")
+            if 8 + n > size:
+                raise CheckpointError(f"{path}: header length {n} runs past the end of the file ({size} bytes); truncated?")
+            raw = f.read(n)
+    except OSError as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"cannot read weights file {path}: {e}") from e
+
+    def no_duplicates(pairs):
+        keys = [k for k, _ in pairs]
+        if len(keys) != len(set(keys)):
+            dup = next(k for k in keys if keys.count(k) > 1)
+            raise CheckpointError(f"{path}: safetensors header has the key {dup!r} twice")
+        return dict(pairs)
+
+    try:
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicates)
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"{path}: safetensors header is not UTF-8") from e
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: safetensors header is not valid JSON ({e})") from e
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: safetensors header must be a JSON object")
+
+    metadata = header.pop("__metadata__", None)
+    if metadata is not None and not (
+        isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
+    ):
+        raise CheckpointError(f"{path}: __metadata__ must map strings to strings")
+
+    spans = []
+    for name, info in header.items():
+        if not isinstance(info, dict) or set(info) - {"dtype", "shape", "data_offsets"}:
+            raise CheckpointError(f"{path}: entry {name!r} must have exactly dtype, shape, data_offsets")
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if dtype not in DTYPE_SIZES:
+            raise CheckpointError(f"{path}: tensor {name!r} has unknown dtype {dtype!r}; expected one of {sorted(DTYPE_SIZES)}")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+            raise CheckpointError(f"{path}: tensor {name!r} has invalid shape {shape!r}")
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)
+                or offsets[0] > offsets[1]):
+            raise CheckpointError(f"{path}: tensor {name!r} has invalid data_offsets {offsets!r}")
+        expected = math.prod(shape) * DTYPE_SIZES[dtype]
+        if offsets[1] - offsets[0] != expected:
+            raise CheckpointError(
+                f"{path}: tensor {name!r} spans {offsets[1] - offsets[0]} bytes but shape {shape} x {dtype} "
+                f"needs {expected}"
+            )
+        spans.append((offsets[0], offsets[1], name))
+
+    data_size = size - 8 - n
+    position = 0
+    for start, end, name in sorted(spans):
+        if start != position:
+            kind = "overlaps the previous tensor" if start < position else "leaves a hole before it"
+            raise CheckpointError(f"{path}: tensor {name!r} at byte {start} {kind} (expected {position})")
+        position = end
+    if position != data_size:
+        if position > data_size:
+            raise CheckpointError(f"{path}: tensors need {position} data bytes but the file holds {data_size}; truncated?")
+        raise CheckpointError(f"{path}: {data_size - position} trailing bytes after the last tensor")
+    return header
+
+
+class SafetensorsShard:
+    """An open, validated .safetensors file; tensors come memory-mapped."""
+
+    def __init__(self, path: str):
+        from safetensors import safe_open
+
+        self.path = path
+        self.header = read_safetensors_header(path)
+        self._file = safe_open(path, framework="pt")
+
+    def keys(self) -> list[str]:
+        return list(self.header)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.header[name]["shape"])
+
+    def get(self, name: str):
+        return self._file.get_tensor(name)
+
+    def metadata(self) -> dict:
+        return self._file.metadata() or {}
+
+
+class TensorDict:
+    """An in-memory state dict behind the same interface as the file shards."""
+
+    def __init__(self, tensors: dict):
+        self.tensors = tensors
+
+    def keys(self) -> list[str]:
+        return list(self.tensors)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.tensors[name].shape)
+
+    def get(self, name: str):
+        return self.tensors[name]
+
+
+class BinShard(TensorDict):
+    """A pytorch_model.bin read with torch's weights-only unpickler (no code can run)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        super().__init__(load_torch_bin(path))
+
+
+def load_torch_bin(path: str) -> dict:
+    import torch
+
+    try:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:
+            if "mmap" not in str(e):  # legacy (non-zip) format cannot be mapped; read it instead
+                raise
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UnsafeCheckpointError(
+            f"{path} was refused: loading it would run code, not just read tensors. "
+            f"torch's weights-only unpickler reported: {str(e).splitlines()[0] if str(e) else e}. "
+            "Convert the checkpoint to safetensors from a trusted environment."
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {e}") from e
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, expected a dict of tensors")
+    return state
+
+
+# --- shard indexes ---
+
+def read_index(index_path: str) -> dict[str, str]:
+    """weight name -> shard path, from a *.index.json; shard names may not leave the folder."""
+    try:
+        with open(index_path, encoding="utf-8") as f:
+            index = json.load(f)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"shard index {index_path} is unreadable: {e}") from e
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict):
+        raise CheckpointError(f"shard index {index_path} has no 'weight_map' object")
+    folder = os.path.dirname(index_path)
+    out = {}
+    for name, shard in weight_map.items():
+        if not isinstance(shard, str) or not shard or os.path.isabs(shard) or ".." in re.split(r"[\\/]", shard):
+            raise CheckpointError(f"shard index {index_path}: shard name {shard!r} for {name!r} escapes the folder")
+        out[name] = os.path.join(folder, shard)
+    return out
+
+
+# --- writing ---
+
+def parse_size(size: int | str) -> int:
+    """'5GB' -> 5_000_000_000, '500MiB' -> 524_288_000; ints pass through."""
+    if isinstance(size, int):
+        return size
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B)?\s*", size.upper())
+    if not match:
+        raise ValueError(f"max_shard_size={size!r} is not a size like '5GB' or '500MB'")
+    number, unit = float(match.group(1)), (match.group(2) or "B")
+    scale = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+             "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}[unit]
+    return int(number * scale)
+
+
+def shard_state_dict(state_dict: dict, max_shard_size: int) -> list[dict]:
+    """Split into consecutive groups whose byte size stays under the limit (a bigger tensor goes alone)."""
+    shards: list[dict] = [{}]
+    current = 0
+    for name, tensor in state_dict.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if shards[-1] and current + nbytes > max_shard_size:
+            shards.append({})
+            current = 0
+        shards[-1][name] = tensor
+        current += nbytes
+    return shards
+
+
+def save_state_dict(
+    state_dict: dict,
+    folder: str,
+    max_shard_size: int | str = "5GB",
+    metadata: dict | None = None,
+    safe_serialization: bool = True,
+) -> list[str]:
+    """Write weights into `folder`, sharded with an index if needed; returns the file names written.
+
+    Every file is first written into a temporary folder beside the target; only complete files are
+    then moved in by rename (index last), and weight files of an earlier save that the new one does
+    not use are removed afterwards. A save killed while writing leaves the previous files intact.
+    """
+    import torch
+
+    state_dict = {k: v.detach().contiguous() for k, v in state_dict.items()}
+    shards = shard_state_dict(state_dict, parse_size(max_shard_size))
+    base, ext = (SAFE_WEIGHTS_NAME if safe_serialization else WEIGHTS_NAME).rsplit(".", 1)
+    index_name = SAFE_WEIGHTS_INDEX_NAME if safe_serialization else WEIGHTS_INDEX_NAME
+    names = [f"{base}.{ext}"] if len(shards) == 1 else [
+        f"{base}-{i + 1:05d}-of-{len(shards):05d}.{ext}" for i in range(len(shards))
+    ]
+    os.makedirs(folder, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".saving-", dir=folder)
+    try:
+        for name, shard in zip(names, shards):
+            tmp = os.path.join(staging, name)
+            if safe_serialization:
+                from safetensors.torch import save_file
+
+                save_file(shard, tmp, metadata={"format": "pt", **(metadata or {})})
+            else:
+                torch.save(shard, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        written = list(names)
+        if len(shards) > 1:
+            index = {
+                "metadata": {"total_size": sum(t.numel() * t.element_size() for t in state_dict.values())},
+                "weight_map": {k: name for name, shard in zip(names, shards) for k in shard},
+            }
+            with open(os.path.join(staging, index_name), "w", encoding="utf-8") as f:
+                json.dump(index, f, indent=2, sort_keys=True)
+                f.write("\n")
+            written.append(index_name)
+        for name in written:  # index last: it names the shards, which are all in place by then
+            os.replace(os.path.join(staging, name), os.path.join(folder, name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _remove_stale_weights(folder, base, ext, keep=set(written))
+    return written
+
+
+def _remove_stale_weights(folder: str, base: str, ext: str, keep: Iterable[str]) -> None:
+    """Drop shards and index of an earlier save in the same format that this save did not rewrite."""
+    pattern = re.compile(rf"^{re.escape(base)}(-\d{{5}}-of-\d{{5}})?\.{ext}(\.index\.json)?$")
+    for name in os.listdir(folder):
+        if pattern.match(name) and name not in keep:
+            os.remove(os.path.join(folder, name))
