@@ -32,21 +32,35 @@ _NO_OP_KWARGS = ("low_cpu_mem_usage", "_fast_init", "trust_remote_code", "offloa
                  "from_tf", "from_flax", "_from_auto", "_from_pipeline", "use_flash_attention_2", "key_mapping")
 
 
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+                   "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_")
+
+
 @contextlib.contextmanager
 def meta_parameters():
-    """Create parameters on the meta device (buffers stay real: they are small and often computed)."""
-    original = nn.Module.register_parameter
+    """Create parameters on the meta device and skip their random init (buffers stay real: they are
+    small and often computed). Init on meta is not free: torch routes it through its Python
+    reference kernels, which import torch._dynamo (~1.5 s)."""
+    original_register = nn.Module.register_parameter
+    originals = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS}
 
     def register(module, name, param):
-        original(module, name, param)
+        original_register(module, name, param)
         if param is not None and param.device.type != "meta":
             module._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
 
+    def skip_meta(fn):
+        return lambda tensor, *args, **kwargs: tensor if tensor.is_meta else fn(tensor, *args, **kwargs)
+
     nn.Module.register_parameter = register
+    for name, fn in originals.items():
+        setattr(nn.init, name, skip_meta(fn))
     try:
         yield
     finally:
-        nn.Module.register_parameter = original
+        nn.Module.register_parameter = original_register
+        for name, fn in originals.items():
+            setattr(nn.init, name, fn)
 
 
 def resolve_dtype(dtype, config: PretrainedConfig, first_float_dtype=None) -> torch.dtype | None:
@@ -90,7 +104,8 @@ class PreTrainedModel(nn.Module):
     # --- init and tying ---
 
     def post_init(self) -> None:
-        self.apply(self._init_weights)
+        if not any(p.is_meta for p in self.parameters()):  # under meta_parameters() the checkpoint fills them
+            self.apply(self._init_weights)
         self.tie_weights()
 
     def _init_weights(self, module: nn.Module) -> None:
