@@ -51,3 +51,6 @@ def compare_call(ours, theirs, *args, **kwargs):
     b = theirs(*args, **kwargs)
     assert_same_encoding(a, b, f"kwargs={kwargs}")
     return a, b
+
+
+FULL_KEYS_CALL = dict(return_offsets_mapping=True, return_special_tokens_mask=True, return_length=True)

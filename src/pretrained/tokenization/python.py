@@ -482,7 +482,7 @@ class ByteLevelBPETokenizer(PreTrainedTokenizer):
         return parts
 
     def _pieces(self, text: str, offset: int, word_base: int):
-        if self.add_prefix_space and offset == 0 and text and not text[0] in _WS_SET:
+        if self.add_prefix_space and text and not text.startswith(" "):  # Rust: every chunk between added tokens
             text, shift = " " + text, -1
         else:
             shift = 0
@@ -509,14 +509,16 @@ class ByteLevelBPETokenizer(PreTrainedTokenizer):
                     a_char, b_char = b, b + n
                 else:
                     a_char, b_char = char_of[b], char_of[b + n - 1] + 1
-                if trim:
+                # The prepended space is aligned with the text's first character, as in Rust.
+                e = start + b_char if not shift else max(start + b_char, 1)
+                s, e = max(start + a_char, 0) + offset, e + offset
+                if trim:  # the Rust ByteLevel/RoBERTa processors' trim_offsets
                     lead = len(token) - len(token.lstrip("Ġ"))
                     tail = len(token) - len(token.rstrip("Ġ"))
-                    if lead and not (shift and word_index == word_base and b == 0 and lead == 1):
-                        a_char = min(a_char + lead, b_char)
-                    if tail and b_char >= tail:
-                        b_char -= tail
-                s, e = max(start + a_char, 0), start + b_char
+                    if lead and not (self.add_prefix_space and s == 0 and lead == 1):
+                        s = min(s + lead, e)
+                    if tail and e >= tail:
+                        e = max(e - tail, s)
                 out.append((token, vocab.get(token, unk), s, e, word_index))
                 b += n
         return out
