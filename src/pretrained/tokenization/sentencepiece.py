@@ -73,6 +73,9 @@ class SentencePieceTokenizer(PreTrainedTokenizer):
             self._sp_bare = spm.SentencePieceProcessor(model_proto=without_dummy_prefix(data))
         except (OSError, RuntimeError, ValueError) as e:
             raise CheckpointError(f"{vocab_file} is not a SentencePiece model file: {e}") from e
+        from .convert import SentencePieceModel
+
+        self._strips_whitespace = SentencePieceModel(vocab_file).remove_extra_whitespaces
         self.legacy = True if legacy is None else legacy
         self.add_prefix_space = True if add_prefix_space is None else add_prefix_space
         self.add_bos_token, self.add_eos_token = add_bos_token, add_eos_token
@@ -100,14 +103,16 @@ class SentencePieceTokenizer(PreTrainedTokenizer):
     def _pieces(self, text: str, offset: int, word_base: int):
         if not text:
             return []
-        if self.legacy:
-            # SentencePiece adds its dummy '▁' to every chunk (prepend scheme "always").
+        if self._strips_whitespace:
+            # T5-style models collapse and strip spaces themselves; SentencePiece's dummy '▁' then
+            # matches Rust's WhitespaceSplit + Metaspace("always").
             model, prefix = self.sp_model, ""
         else:
+            # Metaspace: '▁' before every chunk (legacy) or only the text's first one, never doubled.
             model = self._sp_bare
-            prefix = SPIECE_UNDERLINE if (self.add_prefix_space and offset == 0
-                                          and not text.startswith((" ", SPIECE_UNDERLINE))) else ""
-        proto = model.encode(prefix + text, out_type="immutable_proto")
+            wanted = self.add_prefix_space and (self.legacy or offset == 0)
+            prefix = SPIECE_UNDERLINE if wanted and not text.startswith((" ", SPIECE_UNDERLINE)) else ""
+        proto = model.encode(prefix + text, out_type="proto")
         raw = (prefix + text).encode("utf-8")
         shift = len(prefix.encode("utf-8"))
         # byte offset -> char offset of the input (prefix included)
@@ -124,11 +129,30 @@ class SentencePieceTokenizer(PreTrainedTokenizer):
         for piece in proto.pieces:
             begin, end = piece.begin, piece.end
             start = max(char_at[begin] - n_prefix_chars, 0) + offset
-            stop = max(char_at[end] - n_prefix_chars, 0) + offset if end > begin else start
+            # the prepended '▁' is aligned with the first character, as Rust aligns it
+            stop = max(char_at[end] - n_prefix_chars, 1 if prefix else 0) + offset if end > begin else start
             if begin < shift:
                 start = offset
-            out.append((piece.piece, piece.id, start, stop, word_base))
-        return out
+            out.append([piece.piece, piece.id, start, stop, word_base, end > begin])
+        # Pieces with no surface (the dummy '▁', leading byte-fallback pieces of a character) take the
+        # span of the next piece that has one, as Rust's alignments give them that character.
+        following = None
+        for item in reversed(out):
+            if item[5]:
+                following = (item[2], item[3])
+            elif following is not None:
+                item[2], item[3] = following
+        if self._strips_whitespace:
+            # Rust splits on whitespace first, so a word's '▁' starts at the word, never on a space.
+            for item in out:
+                if item[0].startswith(SPIECE_UNDERLINE):
+                    start = item[2]
+                    while start - offset < len(text) and text[start - offset].isspace():
+                        start += 1
+                    item[2] = start
+                    if item[0] == SPIECE_UNDERLINE:
+                        item[3] = start + 1
+        return [tuple(item[:5]) for item in out]
 
     def convert_tokens_to_string(self, tokens) -> str:
         # Rust decoders of the converted tokenizer: Replace('▁', ' ') + ByteFallback + Fuse (+ Strip one
