@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError
+from .generation.mixin import GenerationMixin
 from .outputs import (
-    MaskedLMOutput, MultipleChoiceModelOutput, QuestionAnsweringModelOutput, SequenceClassifierOutput,
+    CausalLMOutputWithPast, MaskedLMOutput, SequenceClassifierOutputWithPast, MultipleChoiceModelOutput, QuestionAnsweringModelOutput, SequenceClassifierOutput,
     TokenClassifierOutput, finish,
 )
 
@@ -47,6 +48,13 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
 def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over every position; label -100 is ignored (padding, sub-words)."""
     return F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.to(logits.device).view(-1), ignore_index=-100)
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy: position t predicts label t+1; label -100 is ignored."""
+    logits = logits[:, :-1].float()
+    labels = labels[:, 1:].to(logits.device)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
 
 
 def span_loss(start_logits, end_logits, start_positions, end_positions) -> torch.Tensor:
@@ -190,3 +198,67 @@ class MultipleChoiceHead(_Head):
         loss = F.cross_entropy(logits, labels.to(logits.device)) if labels is not None else None
         return finish(MultipleChoiceModelOutput(loss, logits, out.hidden_states, out.attentions),
                       self._return_dict(return_dict))
+
+
+class CausalLMHead(GenerationMixin, _Head):
+    """Decoder LM: base model, then `lm_head` (no bias; tied to the input embeddings when
+    config.tie_word_embeddings). The base model's forward takes past_key_values / use_cache."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._build_base(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+        self.init_generation_config()
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, value):
+        self.lm_head = value
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, cache_position=None, logits_to_keep: int | torch.Tensor = 0, **inputs):
+        out = self.base_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                              past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+                              output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                              return_dict=True, cache_position=cache_position, **inputs)
+        hidden = out.last_hidden_state  # (B, T, C)
+        if isinstance(logits_to_keep, int):
+            hidden = hidden[:, -logits_to_keep:] if logits_to_keep else hidden  # generation needs the last only
+        else:
+            hidden = hidden[:, logits_to_keep]
+        logits = self.lm_head(hidden)  # (B, T', V)
+        loss = causal_lm_loss(logits, labels) if labels is not None else None
+        return finish(CausalLMOutputWithPast(loss, logits, out.past_key_values, out.hidden_states, out.attentions),
+                      self._return_dict(return_dict))
+
+
+class DecoderSequenceClassificationHead(_Head):
+    """Scores the last non-padding token of each row (decoders have no [CLS]); `score` has no bias."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self._build_base(config)
+        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, return_dict=None, **inputs):
+        out = self._run_base(input_ids, attention_mask, inputs)
+        logits = self.score(out.last_hidden_state)  # (B, T, L)
+        B, T = logits.shape[:2]
+        pad = self.config.pad_token_id
+        if pad is None and B != 1:
+            raise ValueError(f"{type(self).__name__}: batches of more than one row need config.pad_token_id "
+                             "to find each row's last token")
+        if pad is None or input_ids is None:
+            last = torch.full((B,), T - 1, device=logits.device)
+        else:  # rightmost non-pad token: works for left and right padding
+            keep = (input_ids != pad).to(logits.device, torch.int32)
+            last = (torch.arange(T, device=logits.device, dtype=torch.int32) * keep).argmax(-1)
+        pooled = logits[torch.arange(B, device=logits.device), last]  # (B, L)
+        loss = sequence_classification_loss(pooled, labels, self.config) if labels is not None else None
+        return finish(SequenceClassifierOutputWithPast(loss, pooled, out.past_key_values, out.hidden_states,
+                                                       out.attentions), self._return_dict(return_dict))

@@ -1,5 +1,5 @@
-"""Small building blocks shared by architectures: the activation table and norms.
-(Rotary embeddings live here too once decoders use them.)"""
+"""Small building blocks shared by architectures: the activation table, norms,
+and rotary position embeddings with their scaling variants (default, linear, dynamic, llama3, yarn)."""
 
 from __future__ import annotations
 
@@ -63,3 +63,127 @@ class RMSNorm(nn.Module):
         x = x.float()
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * x.to(dtype)
+
+
+# --- rotary position embeddings ---
+
+def _rope_default(theta: float, dim: int, params: dict, max_positions: int, seq_len) -> tuple[torch.Tensor, float]:
+    return 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim)), 1.0
+
+
+def _rope_linear(theta, dim, params, max_positions, seq_len):
+    inv_freq, _ = _rope_default(theta, dim, params, max_positions, seq_len)
+    return inv_freq / params["factor"], 1.0
+
+
+def _rope_dynamic(theta, dim, params, max_positions, seq_len):
+    """NTK-aware: the base grows with the sequence once it passes max_position_embeddings."""
+    factor = params["factor"]
+    seq_len = max(int(seq_len or 0), max_positions)
+    scale = torch.tensor(factor * seq_len / max_positions - (factor - 1), dtype=torch.float32)
+    base = theta * scale ** (dim / (dim - 2))
+    return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim)), 1.0
+
+
+def _rope_llama3(theta, dim, params, max_positions, seq_len):
+    """Llama 3.1: keep high frequencies, divide low ones by `factor`, blend smoothly in between."""
+    inv_freq, _ = _rope_default(theta, dim, params, max_positions, seq_len)
+    factor, low, high = params["factor"], params["low_freq_factor"], params["high_freq_factor"]
+    old_len = params["original_max_position_embeddings"]
+    low_wavelen, high_wavelen = old_len / low, old_len / high
+    wavelen = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+    smooth = (old_len / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = ~(wavelen < high_wavelen) * ~(wavelen > low_wavelen)
+    return torch.where(medium, smoothed, scaled), 1.0
+
+
+def _rope_yarn(theta, dim, params, max_positions, seq_len):
+    """YaRN: interpolate low frequencies, extrapolate high ones, ramp between; scale cos/sin by mscale."""
+    old_len = params["original_max_position_embeddings"]
+    factor = params.get("factor") or max_positions / old_len
+
+    def mscale(scale, m=1.0):
+        return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+    attention_factor = params.get("attention_factor")
+    if attention_factor is None:
+        m, m_all = params.get("mscale"), params.get("mscale_all_dim")
+        attention_factor = float(mscale(factor, m) / mscale(factor, m_all)) if m and m_all else mscale(factor)
+    beta_fast, beta_slow = params.get("beta_fast") or 32, params.get("beta_slow") or 1
+
+    def correction_dim(rotations):
+        return (dim * math.log(old_len / (rotations * 2 * math.pi))) / (2 * math.log(theta))
+
+    low, high = correction_dim(beta_fast), correction_dim(beta_slow)
+    if params.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001
+    ramp = ((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
+    pos_freqs = theta ** (torch.arange(0, dim, 2).float() / dim)
+    extrapolation = 1 - ramp
+    inv_freq = (1.0 / (factor * pos_freqs)) * (1 - extrapolation) + (1.0 / pos_freqs) * extrapolation
+    return inv_freq, attention_factor
+
+
+ROPE_FUNCTIONS = {"default": _rope_default, "linear": _rope_linear, "dynamic": _rope_dynamic,
+                  "llama3": _rope_llama3, "yarn": _rope_yarn}
+
+
+def rope_parameters(config) -> dict:
+    """One dict {rope_type, rope_theta, factor, ...} from either `rope_parameters` (newer
+    config.json) or `rope_scaling` + `rope_theta` (older)."""
+    params = dict(getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {})
+    params.setdefault("rope_type", params.pop("type", "default"))
+    params.setdefault("rope_theta", getattr(config, "rope_theta", None) or 10000.0)
+    if params["rope_type"] in ("llama3", "yarn"):
+        params.setdefault("original_max_position_embeddings",
+                          getattr(config, "original_max_position_embeddings", None) or config.max_position_embeddings)
+    if params["rope_type"] not in ROPE_FUNCTIONS:
+        raise ConfigError(f"{type(config).__name__}.rope_scaling type {params['rope_type']!r} is not supported; "
+                          f"expected one of {sorted(ROPE_FUNCTIONS)}")
+    return params
+
+
+class RotaryEmbedding(nn.Module):
+    """cos/sin tables for rotary attention, computed once per forward for all layers.
+    `dynamic` recomputes its frequencies from the longest position in the batch."""
+
+    def __init__(self, config, head_dim: int):
+        super().__init__()
+        self.params = rope_parameters(config)
+        self.dim = head_dim
+        self.max_positions = config.max_position_embeddings
+        self.fn = ROPE_FUNCTIONS[self.params["rope_type"]]
+        inv_freq, self.attention_scaling = self.fn(self.params["rope_theta"], self.dim, self.params, self.max_positions, None)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.dynamic = self.params["rope_type"] == "dynamic"
+
+    def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """position_ids (B, T) -> cos, sin (B, T, dim) in `dtype`."""
+        inv_freq = self.inv_freq
+        if self.dynamic:
+            seq_len = int(position_ids.max()) + 1
+            if seq_len > self.max_positions:
+                inv_freq, _ = self.fn(self.params["rope_theta"], self.dim, self.params, self.max_positions, seq_len)
+                inv_freq = inv_freq.to(position_ids.device)
+        freqs = position_ids[..., None].float() * inv_freq.float()  # (B, T, dim/2)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos, sin = emb.cos(), emb.sin()
+        if self.attention_scaling != 1.0:
+            cos, sin = cos * self.attention_scaling, sin * self.attention_scaling
+        return cos.to(dtype), sin.to(dtype)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+    """q (B, H, T, D), k (B, Hkv, T, D), cos/sin (B, T, D) -> rotated q, k."""
+    cos, sin = cos[:, None], sin[:, None]
+    return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin

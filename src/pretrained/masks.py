@@ -30,19 +30,27 @@ def causal_mask(
     dtype: torch.dtype,
     device: torch.device,
     sliding_window: int | None = None,
+    past_length: int | None = None,
 ) -> torch.Tensor | None:
     """(B, 1, T, S) additive mask: causal, key padding, optional sliding window; None when
-    `is_causal` alone is exact (no padding, no active window, T == S or a single query)."""
+    `is_causal` alone is exact (no padding, no active window, T == S or a single query).
+    `past_length`: slot of the first query among the keys (default S - T); a preallocated
+    cache has S > past_length + T and its unwritten slots are masked."""
+    past_length = key_length - query_length if past_length is None else past_length
     has_padding = attention_mask is not None and not bool(attention_mask.all())
-    window_active = sliding_window is not None and key_length > sliding_window
-    if not has_padding and not window_active and (query_length == key_length or query_length == 1):
+    window_active = sliding_window is not None and past_length + query_length > sliding_window
+    keys_filled = past_length + query_length == key_length
+    if not has_padding and not window_active and keys_filled and (query_length == key_length or query_length == 1):
         return None
-    q_pos = torch.arange(key_length - query_length, key_length, device=device)[:, None]  # (T, 1)
+    q_pos = torch.arange(past_length, past_length + query_length, device=device)[:, None]  # (T, 1)
     k_pos = torch.arange(key_length, device=device)[None, :]  # (1, S)
     allowed = k_pos <= q_pos
     if sliding_window is not None:
         allowed = allowed & (k_pos > q_pos - sliding_window)
     allowed = allowed[None, None]  # (1, 1, T, S)
     if attention_mask is not None:
-        allowed = allowed & attention_mask[:, None, None, :key_length].bool()
+        keep = attention_mask[:, :key_length].bool()
+        if keep.shape[1] < key_length:  # mask shorter than a preallocated cache: slots past it are empty
+            keep = torch.nn.functional.pad(keep, (0, key_length - keep.shape[1]), value=False)
+        allowed = allowed & keep[:, None, None, :]
     return _additive(allowed, dtype)

@@ -154,3 +154,27 @@ class Seq2SeqLMOutput(ModelOutput):
     encoder_last_hidden_state: Tensor = None
     encoder_hidden_states: Tensors = None
     encoder_attentions: Tensors = None
+
+
+# --- generate() results (return_dict_in_generate=True) ---
+
+@dataclass
+class GenerateDecoderOnlyOutput(ModelOutput):
+    sequences: Tensor = None
+    scores: Tensors = None  # processed scores per step, (B, V) each
+    logits: Tensors = None  # raw logits per step
+    attentions: Tensors = None
+    hidden_states: Tensors = None
+    past_key_values: Any = None
+
+
+@dataclass
+class GenerateBeamDecoderOnlyOutput(ModelOutput):
+    sequences: Tensor = None
+    sequences_scores: Tensor = None
+    scores: Tensors = None
+    logits: Tensors = None
+    beam_indices: Tensor = None
+    attentions: Tensors = None
+    hidden_states: Tensors = None
+    past_key_values: Any = None

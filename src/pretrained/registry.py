@@ -19,6 +19,10 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "roberta": ("roberta", "Roberta"),
     "xlm-roberta": ("roberta", "XLMRoberta"),
     "distilbert": ("distilbert", "DistilBert"),
+    "gpt2": ("gpt2", "GPT2"),
+    "llama": ("llama", "Llama"),
+    "mistral": ("llama", "Mistral"),
+    "qwen2": ("llama", "Qwen2"),
 }
 
 # Auto class -> class-name suffix of the task

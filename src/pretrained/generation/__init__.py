@@ -1,0 +1,15 @@
+"""Text generation: GenerationConfig, KV caches, logits processors, stopping criteria, streamers,
+the decoding loop and the `generate()` front that models with an LM head inherit."""
+
+from .cache import Cache, DynamicCache, StaticCache
+from .config import GenerationConfig
+from .mixin import GenerationMixin
+from .processors import (
+    LogitsProcessor, LogitsProcessorList, LogitsWarper, MinLengthLogitsProcessor, MinNewTokensLengthLogitsProcessor,
+    MinPLogitsWarper, NoBadWordsLogitsProcessor, NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, TypicalLogitsWarper,
+)
+from .stopping import (
+    EosTokenCriteria, MaxLengthCriteria, MaxTimeCriteria, StoppingCriteria, StoppingCriteriaList, StopStringCriteria,
+)
+from .streamers import BaseStreamer, TextIteratorStreamer, TextStreamer

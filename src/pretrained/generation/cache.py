@@ -1,0 +1,165 @@
+"""Key/value caches: explicit objects passed through a decoder's forward as `past_key_values`.
+
+Each layer calls `cache.update(k, v, layer_idx) -> (k, v)`: the new keys/values (B, Hkv, T, D) are
+stored after the ones already there, and the keys/values the attention must see come back. The
+model reads `get_seq_length()` (the offset: tokens already stored) once before its layers run and
+`key_length(T)` (how many keys the attention will see) to build its mask.
+
+- `DynamicCache` grows as tokens arrive. Storage is a buffer with spare room (doubling when full),
+  so a decode step writes one slot instead of re-concatenating the whole history; it returns views.
+- `StaticCache` preallocates `max_cache_len` slots: shapes never change, which is what lets
+  `torch.compile` capture the decode step. Unwritten slots are masked out by the model.
+
+An encoder-decoder cache is two of these (self-attention and cross-attention) side by side.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class Cache:
+    """Interface shared by the caches; `layers[i]` is the (keys, values) pair of layer i."""
+
+    is_static = False
+
+    def __init__(self):
+        self._keys: list[torch.Tensor] = []
+        self._values: list[torch.Tensor] = []
+        self._lengths: list[int] = []
+
+    def update(self, k: torch.Tensor, v: torch.Tensor, layer_idx: int, cache_position=None):
+        raise NotImplementedError
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self._lengths[layer_idx] if layer_idx < len(self._lengths) else 0
+
+    def key_length(self, query_length: int) -> int:
+        """Keys the attention sees once `query_length` new tokens are stored."""
+        return self.get_seq_length() + query_length
+
+    def get_max_cache_shape(self) -> int | None:
+        return None
+
+    def __len__(self) -> int:
+        return len(self._lengths)
+
+    def __getitem__(self, layer_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n = self._visible(layer_idx)
+        return self._keys[layer_idx][:, :, :n], self._values[layer_idx][:, :, :n]
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def _visible(self, layer_idx: int) -> int:
+        return self._lengths[layer_idx]
+
+    @property
+    def layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return list(self)
+
+    def reorder_cache(self, beam_idx: torch.Tensor) -> None:
+        """Beam search: row i of the batch becomes row beam_idx[i]."""
+        for i in range(len(self._keys)):
+            index = beam_idx.to(self._keys[i].device)
+            self._keys[i] = self._keys[i].index_select(0, index)
+            self._values[i] = self._values[i].index_select(0, index)
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        for i in range(len(self._keys)):
+            self._keys[i] = self._keys[i].repeat_interleave(repeats, dim=0)
+            self._values[i] = self._values[i].repeat_interleave(repeats, dim=0)
+
+    def reset(self) -> None:
+        self._lengths = [0] * len(self._lengths)
+
+
+class DynamicCache(Cache):
+    """Grows with the sequence; buffers keep spare room so appending one token is one small copy."""
+
+    def __init__(self, config=None, *_, **__):  # Transformers passes config= ; nothing to preallocate
+        super().__init__()
+
+    def update(self, k, v, layer_idx, cache_position=None):
+        T = k.shape[2]
+        if layer_idx == len(self._keys):
+            capacity = max(2 * T, 64)
+            self._keys.append(k.new_empty(*k.shape[:2], capacity, k.shape[3]))
+            self._values.append(v.new_empty(*v.shape[:2], capacity, v.shape[3]))
+            self._lengths.append(0)
+        n = self._lengths[layer_idx]
+        keys, values = self._keys[layer_idx], self._values[layer_idx]
+        if n + T > keys.shape[2]:  # full: double the room
+            capacity = max(2 * keys.shape[2], n + T)
+            keys = torch.cat([keys[:, :, :n], keys.new_empty(*keys.shape[:2], capacity - n, keys.shape[3])], dim=2)
+            values = torch.cat([values[:, :, :n], values.new_empty(*values.shape[:2], capacity - n, values.shape[3])], dim=2)
+            self._keys[layer_idx], self._values[layer_idx] = keys, values
+        keys[:, :, n:n + T] = k
+        values[:, :, n:n + T] = v
+        self._lengths[layer_idx] = n + T
+        return keys[:, :, :n + T], values[:, :, :n + T]
+
+    def crop(self, max_length: int) -> None:
+        """Forget everything after the first `max_length` tokens (negative: drop that many)."""
+        if max_length < 0:
+            max_length = self.get_seq_length() + max_length
+        self._lengths = [min(n, max_length) for n in self._lengths]
+
+    def to_legacy_cache(self) -> tuple:
+        return tuple((k.contiguous(), v.contiguous()) for k, v in self)
+
+    @classmethod
+    def from_legacy_cache(cls, past: tuple | None) -> "DynamicCache":
+        cache = cls()
+        for layer_idx, (k, v) in enumerate(past or ()):
+            cache.update(k, v, layer_idx)
+        return cache
+
+
+class StaticCache(Cache):
+    """`max_cache_len` preallocated slots per layer, allocated on the first update (batch size,
+    heads and dtype come from the first keys). `update` returns the whole buffers."""
+
+    is_static = True
+
+    def __init__(self, config=None, max_cache_len: int | None = None, max_batch_size: int | None = None,
+                 device=None, dtype=None, **_):
+        super().__init__()
+        if max_cache_len is None or max_cache_len <= 0:
+            raise ValueError(f"StaticCache needs max_cache_len > 0, got {max_cache_len!r}")
+        self.max_cache_len = max_cache_len
+        self.max_batch_size = max_batch_size
+        self.device, self.dtype = device, dtype
+
+    def update(self, k, v, layer_idx, cache_position=None):
+        T = k.shape[2]
+        if layer_idx == len(self._keys):
+            shape = (k.shape[0], k.shape[1], self.max_cache_len, k.shape[3])
+            self._keys.append(torch.zeros(shape, dtype=self.dtype or k.dtype, device=self.device or k.device))
+            self._values.append(torch.zeros(shape, dtype=self.dtype or v.dtype, device=self.device or v.device))
+            self._lengths.append(0)
+        n = self._lengths[layer_idx]
+        if n + T > self.max_cache_len:
+            raise ValueError(f"StaticCache holds {self.max_cache_len} tokens; writing {T} more after {n} overflows it. "
+                             "Create it with a larger max_cache_len.")
+        keys, values = self._keys[layer_idx], self._values[layer_idx]
+        if cache_position is None:
+            keys[:, :, n:n + T] = k
+            values[:, :, n:n + T] = v
+        else:  # tensor positions: no Python int in the graph, so a compiled step is reused
+            keys.index_copy_(2, cache_position, k.to(keys.dtype))
+            values.index_copy_(2, cache_position, v.to(values.dtype))
+        self._lengths[layer_idx] = n + T
+        return keys, values
+
+    def key_length(self, query_length: int) -> int:
+        return self.max_cache_len
+
+    def get_max_cache_shape(self) -> int:
+        return self.max_cache_len
+
+    def reset(self) -> None:
+        super().reset()
+        for k, v in zip(self._keys, self._values):
+            k.zero_()
+            v.zero_()

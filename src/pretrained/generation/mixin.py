@@ -1,0 +1,197 @@
+"""GenerationMixin.generate: a thin Transformers-compatible front over `decoding`.
+
+It resolves the GenerationConfig (model's generation_config, then kwargs), checks the request,
+builds the logits processors and stopping criteria, picks the cache, and hands the loop to
+`decoding.sample` or `decoding.beam_search`.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+from ..errors import CheckpointError
+from .cache import Cache, DynamicCache, StaticCache
+from .config import GenerationConfig
+from .decoding import Stepper, beam_search, sample
+from .processors import (
+    ForcedEOSTokenLogitsProcessor, LogitsProcessorList, MinLengthLogitsProcessor, MinNewTokensLengthLogitsProcessor,
+    MinPLogitsWarper, NoBadWordsLogitsProcessor, NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
+    SuppressTokensLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, TypicalLogitsWarper,
+)
+from .stopping import MaxTimeCriteria, StoppingCriteriaList, StopStringCriteria
+
+
+class GenerationMixin:
+    """Adds `generate()` to a model whose forward takes past_key_values / use_cache and returns logits."""
+
+    # learned position embeddings end at max_position_embeddings; rotary ones extrapolate
+    learned_positions: bool = False
+
+    def init_generation_config(self) -> None:
+        self.generation_config = GenerationConfig.from_model_config(self.config)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        hub = {k: kwargs[k] for k in ("revision", "cache_dir", "local_files_only", "token", "subfolder") if k in kwargs}
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        try:
+            model.generation_config = GenerationConfig.from_pretrained(pretrained_model_name_or_path, **hub)
+        except (CheckpointError, OSError, ValueError):
+            pass  # no generation_config.json: keep the one derived from config.json
+        return loaded
+
+    def prepare_inputs_for_generation(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
+                                      cache_position=None, **kwargs) -> dict:
+        """Forward kwargs for one step; encoder-decoder models override this (encoder outputs, decoder ids)."""
+        return dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                    past_key_values=past_key_values, use_cache=past_key_values is not None,
+                    cache_position=cache_position, logits_to_keep=1, **kwargs)
+
+    @torch.no_grad()
+    def generate(self, inputs: torch.Tensor | None = None, generation_config: GenerationConfig | None = None,
+                 logits_processor: LogitsProcessorList | None = None,
+                 stopping_criteria: StoppingCriteriaList | None = None, streamer=None, tokenizer=None, **kwargs):
+        config = (generation_config or getattr(self, "generation_config", None) or GenerationConfig()).copy()
+        model_kwargs = config.update(**kwargs)
+        input_ids = inputs if inputs is not None else model_kwargs.pop("input_ids", None)
+        attention_mask = model_kwargs.pop("attention_mask", None)
+        past_key_values = model_kwargs.pop("past_key_values", None)
+        self._check_model_kwargs(model_kwargs)
+        device = self.device
+
+        # special tokens
+        eos = config.eos_token_id
+        eos_ids = None if eos is None else torch.as_tensor([eos] if isinstance(eos, int) else list(eos), device=device)
+        pad = config.pad_token_id
+        if pad is None and eos_ids is not None:
+            pad = int(eos_ids[0])  # Transformers' convention: finished rows are filled with eos
+        if input_ids is None:
+            if config.bos_token_id is None:
+                raise ValueError("generate() needs input_ids, or a bos_token_id to start from")
+            input_ids = torch.full((1, 1), config.bos_token_id, dtype=torch.long, device=device)
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
+        B, L = input_ids.shape
+        if attention_mask is None:
+            if pad is not None and config.pad_token_id is not None and (input_ids == pad).any() \
+                    and (eos_ids is None or pad not in eos_ids.tolist()):
+                attention_mask = (input_ids != pad).long()
+            else:
+                attention_mask = torch.ones_like(input_ids)
+
+        max_length = L + config.max_new_tokens if config.max_new_tokens is not None else config.max_length
+        self._check_request(config, L, max_length, B, streamer, eos_ids, tokenizer)
+
+        processors = self._logits_processors(config, L, eos_ids, attention_mask, max_length, logits_processor)
+        stopping = StoppingCriteriaList()
+        if config.max_time is not None:
+            stopping.append(MaxTimeCriteria(config.max_time))
+        if config.stop_strings is not None:
+            stopping.append(StopStringCriteria(tokenizer, config.stop_strings))
+        stopping.extend(stopping_criteria or [])
+
+        expand = config.num_beams if config.num_beams > 1 else config.num_return_sequences
+        if expand > 1:
+            input_ids = input_ids.repeat_interleave(expand, dim=0)
+            attention_mask = attention_mask.repeat_interleave(expand, dim=0)
+        cache = past_key_values
+        if cache is None and config.use_cache:
+            if config.cache_implementation == "static":
+                cache = StaticCache(self.config, max_cache_len=config.max_cache_len or max_length)
+            elif config.cache_implementation in (None, "dynamic"):
+                cache = DynamicCache()
+            else:
+                raise ValueError(f"cache_implementation={config.cache_implementation!r}: expected 'dynamic' or 'static'")
+        elif cache is not None and not isinstance(cache, Cache):
+            raise ValueError(f"past_key_values must be a DynamicCache or StaticCache, got {type(cache).__name__}")
+        stepper = Stepper(self, attention_mask, cache, max_length, model_kwargs,
+                          config.return_dict_in_generate and config.output_attentions,
+                          config.return_dict_in_generate and config.output_hidden_states)
+
+        if streamer is not None:
+            streamer.put(input_ids.cpu())
+        if config.num_beams > 1:
+            return beam_search(stepper, input_ids, max_length, processors, stopping, eos_ids, pad, config)
+        return sample(stepper, input_ids, max_length, processors, stopping, config.do_sample, eos_ids, pad,
+                      streamer, config)
+
+    # --- pieces ---
+
+    def _check_model_kwargs(self, model_kwargs: dict) -> None:
+        accepted = set(inspect.signature(self.forward).parameters)
+        unknown = [k for k in model_kwargs if k not in accepted or k in ("labels", "return_dict")]
+        if unknown and "inputs" not in accepted:
+            raise ValueError(f"generate() got arguments that are neither generation settings nor inputs of "
+                             f"{type(self).__name__}.forward: {sorted(unknown)}")
+
+    def _check_request(self, config, prompt_length, max_length, batch_size, streamer, eos_ids, tokenizer) -> None:
+        positions = getattr(self.config, "max_position_embeddings", None)
+        if self.learned_positions and positions is not None and prompt_length > positions:
+            raise ValueError(f"the prompt has {prompt_length} tokens but {type(self).__name__} has "
+                             f"max_position_embeddings={positions}; truncate the prompt")
+        if self.learned_positions and positions is not None and max_length > positions:
+            raise ValueError(f"max_length={max_length} exceeds max_position_embeddings={positions} of "
+                             f"{type(self).__name__}; lower max_new_tokens")
+        if max_length <= prompt_length:
+            raise ValueError(f"max_length={max_length} leaves no room after a {prompt_length}-token prompt; "
+                             "set max_new_tokens instead")
+        if streamer is not None and config.num_beams > 1:
+            raise ValueError("streamer cannot be used with beam search (num_beams > 1): beams change their past tokens")
+        if streamer is not None and batch_size * config.num_return_sequences > 1:
+            raise ValueError(f"a streamer follows one sequence; got {batch_size} prompts x "
+                             f"{config.num_return_sequences} return sequences")
+        if eos_ids is None and ((config.min_new_tokens or 0) > 0 or (config.min_length or 0) > 0):
+            raise ValueError("min_new_tokens / min_length need an eos_token_id (none in the generation config "
+                             "or the model config); pass eos_token_id=...")
+        if config.stop_strings is not None and tokenizer is None:
+            raise ValueError("stop_strings needs the tokenizer: call generate(..., stop_strings=..., tokenizer=tokenizer)")
+        if config.num_return_sequences > 1 and config.num_beams == 1 and not config.do_sample:
+            raise ValueError(f"greedy search returns one sequence per prompt; num_return_sequences="
+                             f"{config.num_return_sequences} needs do_sample=True or num_beams >= that")
+        if config.cache_implementation == "static" and config.max_cache_len and config.max_cache_len < max_length:
+            raise ValueError(f"max_cache_len={config.max_cache_len} is smaller than max_length={max_length}")
+
+    def _logits_processors(self, config, prompt_length, eos_ids, attention_mask, max_length, user) -> LogitsProcessorList:
+        """Transformers' order: penalties and constraints, then the user's, then the sampling warpers."""
+        out = LogitsProcessorList()
+        if config.repetition_penalty is not None and config.repetition_penalty != 1.0:
+            padding = (attention_mask != 0).int().argmax(dim=1) if not bool(attention_mask.all()) else None
+            if padding is not None and config.num_beams > 1:
+                padding = padding.repeat_interleave(config.num_beams)
+            elif padding is not None and config.num_return_sequences > 1:
+                padding = padding.repeat_interleave(config.num_return_sequences)
+            out.append(RepetitionPenaltyLogitsProcessor(config.repetition_penalty, padding))
+        if config.no_repeat_ngram_size:
+            out.append(NoRepeatNGramLogitsProcessor(config.no_repeat_ngram_size))
+        if config.bad_words_ids is not None:
+            out.append(NoBadWordsLogitsProcessor(config.bad_words_ids, eos_ids))
+        if eos_ids is not None and config.min_length:
+            out.append(MinLengthLogitsProcessor(config.min_length, eos_ids))
+        if eos_ids is not None and config.min_new_tokens:
+            out.append(MinNewTokensLengthLogitsProcessor(prompt_length, config.min_new_tokens, eos_ids))
+        if config.forced_eos_token_id is not None:
+            out.append(ForcedEOSTokenLogitsProcessor(max_length, config.forced_eos_token_id))
+        if config.suppress_tokens is not None:
+            out.append(SuppressTokensLogitsProcessor(config.suppress_tokens))
+        for processor in user or []:
+            clash = next((p for p in out if type(p) is type(processor)), None)
+            if clash is not None:
+                raise ValueError(f"a {type(processor).__name__} is built from the generation config already; "
+                                 "set it there or in logits_processor, not both")
+            out.append(processor)
+        if config.do_sample:
+            keep = (eos_ids.numel() + 1 if eos_ids is not None else 2) if config.num_beams > 1 else 1
+            if config.temperature is not None and config.temperature != 1.0:
+                out.append(TemperatureLogitsWarper(config.temperature))
+            if config.top_k:
+                out.append(TopKLogitsWarper(config.top_k, min_tokens_to_keep=keep))
+            if config.top_p is not None and config.top_p < 1.0:
+                out.append(TopPLogitsWarper(config.top_p, min_tokens_to_keep=keep))
+            if config.min_p is not None:
+                out.append(MinPLogitsWarper(config.min_p, min_tokens_to_keep=keep))
+            if config.typical_p is not None and config.typical_p < 1.0:
+                out.append(TypicalLogitsWarper(config.typical_p, min_tokens_to_keep=keep))
+        return out
