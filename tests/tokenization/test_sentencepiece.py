@@ -93,7 +93,7 @@ def test_spm_corpus_parity(spm_folders, corpus, folder, use_fast, cls):
     ids = oracle(corpus)["input_ids"]
     assert tok.batch_decode(ids) == oracle.batch_decode(ids)
     assert tok.batch_decode(ids, skip_special_tokens=True) == oracle.batch_decode(ids, skip_special_tokens=True)
-    assert [tok.tokenize(t) for t in corpus[:100]] == [oracle.tokenize(t) for t in corpus[:100]]
+    assert [tok.tokenize(t) for t in lines[:100]] == [oracle.tokenize(t) for t in lines[:100]]
     assert len(tok) == len(oracle)
 
 
