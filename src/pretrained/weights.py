@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
 import pickle
 import re
@@ -36,6 +37,11 @@ DTYPE_SIZES = {
 
 def read_safetensors_header(path: str) -> dict:
     """Validate a .safetensors file's framing and header; return {name: {dtype, shape, data_offsets}}."""
+    return safetensors_layout(path)[0]
+
+
+def safetensors_layout(path: str) -> tuple[dict, int]:
+    """(validated header, byte offset where tensor data starts)."""
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as f:
@@ -107,18 +113,35 @@ def read_safetensors_header(path: str) -> dict:
         if position > data_size:
             raise CheckpointError(f"{path}: tensors need {position} data bytes but the file holds {data_size}; truncated?")
         raise CheckpointError(f"{path}: {data_size - position} trailing bytes after the last tensor")
-    return header
+    return header, 8 + n
+
+
+_TORCH_DTYPES = {"BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16", "F16": "float16",
+                 "BF16": "bfloat16", "I32": "int32", "U32": "uint32", "F32": "float32", "I64": "int64",
+                 "U64": "uint64", "F64": "float64", "F8_E5M2": "float8_e5m2", "F8_E4M3": "float8_e4m3fn",
+                 "F8_E8M0": "float8_e8m0fnu"}
+_MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux >= 5.14
 
 
 class SafetensorsShard:
-    """An open, validated .safetensors file; tensors come memory-mapped."""
+    """An open, validated .safetensors file; tensors are views of one private memory map.
+
+    The whole map is pre-faulted in one madvise call: touching pages one fault at a time on first
+    use costs more than reading the file (~0.2 s per 100 MB), bulk population runs at disk or page
+    cache speed. The map is copy-on-write, so training on the loaded weights never writes the file.
+    """
 
     def __init__(self, path: str):
-        from safetensors import safe_open
-
         self.path = path
-        self.header = read_safetensors_header(path)
-        self._file = safe_open(path, framework="pt")
+        self.header, self.data_start = safetensors_layout(path)
+        with open(path, "rb") as f:
+            self._map = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        for advice in (_MADV_POPULATE_READ, mmap.MADV_WILLNEED):
+            try:
+                self._map.madvise(advice)
+                break
+            except (OSError, ValueError):  # older kernels: fall back to read-ahead
+                continue
 
     def keys(self) -> list[str]:
         return list(self.header)
@@ -127,10 +150,17 @@ class SafetensorsShard:
         return tuple(self.header[name]["shape"])
 
     def get(self, name: str):
-        return self._file.get_tensor(name)
+        import torch
 
-    def metadata(self) -> dict:
-        return self._file.metadata() or {}
+        info = self.header[name]
+        start, end = info["data_offsets"]
+        dtype = getattr(torch, _TORCH_DTYPES[info["dtype"]])
+        if end == start:
+            return torch.empty(info["shape"], dtype=dtype)
+        raw = torch.frombuffer(self._map, dtype=torch.uint8, count=end - start, offset=self.data_start + start)
+        if (self.data_start + start) % DTYPE_SIZES[info["dtype"]]:
+            raw = raw.clone()  # misaligned for its dtype: copy into aligned memory
+        return raw.view(dtype).view(info["shape"])
 
 
 class TensorDict:
