@@ -235,3 +235,15 @@ def test_import_is_lazy_and_does_not_import_torch():
     assert "AutoModel" in dir(pretrained)
     with pytest.raises(AttributeError):
         pretrained.NotAThing
+
+
+def test_tied_lm_decoder_shares_the_embeddings(tmp_path_factory, tmp_path):
+    folder = hf_checkpoint(tmp_path_factory.mktemp("mlm"), "BertConfig", "BertForMaskedLM", **TINY_ENCODER)
+    model = pretrained.BertForMaskedLM.from_pretrained(folder)
+    assert model.cls.predictions.decoder.weight is model.bert.embeddings.word_embeddings.weight
+    model.save_pretrained(tmp_path)
+    from safetensors import safe_open
+
+    assert "cls.predictions.decoder.weight" not in safe_open(str(tmp_path / "model.safetensors"), "pt").keys()
+    untied = pretrained.BertForMaskedLM.from_pretrained(folder, tie_word_embeddings=False)
+    assert untied.cls.predictions.decoder.weight is not untied.bert.embeddings.word_embeddings.weight
