@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import warnings
 
 from .encoding import BatchEncoding, Encoding, to_tensor
