@@ -23,6 +23,12 @@ class AutoConfig:
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any):
         options = HubOptions.pop_from(kwargs)
         kwargs.pop("trust_remote_code", None)
+        gguf_file = kwargs.pop("gguf_file", None)
+        if gguf_file or os.fspath(pretrained_model_name_or_path).endswith(".gguf"):
+            from .gguf import load_config_dict
+
+            config_dict = load_config_dict(pretrained_model_name_or_path, gguf_file, options)
+            return registry.config_class(config_dict["model_type"]).from_dict(config_dict, **kwargs)
         config_dict, path = get_config_dict(pretrained_model_name_or_path, options)
         model_type = config_dict.get("model_type")
         if model_type is None:
@@ -55,7 +61,7 @@ class _AutoModel:
         if not isinstance(config, PretrainedConfig):
             # config-field kwargs (num_labels=...) are applied by the model class's from_pretrained
             hub_kwargs = {k: kwargs[k] for k in ("revision", "cache_dir", "local_files_only", "token",
-                                                 "force_download", "subfolder") if k in kwargs}
+                                                 "force_download", "subfolder", "gguf_file") if k in kwargs}
             config = AutoConfig.from_pretrained(config or pretrained_model_name_or_path, **hub_kwargs)
         model_cls = registry.model_class(cls.task, config)
         return model_cls.from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)

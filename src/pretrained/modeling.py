@@ -217,11 +217,13 @@ class PreTrainedModel(nn.Module):
             kwargs.pop(key, None)
         if kwargs.pop("weights_only", True) is False:
             raise CheckpointError("weights_only=False is not supported: pretrained never unpickles arbitrary objects")
-        if kwargs.get("gguf_file"):
-            raise CheckpointError(f"gguf_file={kwargs['gguf_file']!r}: GGUF loading is not available yet")
+        gguf = _open_gguf(name, kwargs.pop("gguf_file", None), options) if state_dict is None else None
 
         if not isinstance(config, PretrainedConfig):
-            config_dict, _ = get_config_dict(config or name, options)
+            if gguf is not None and config is None:
+                config_dict = gguf.config_dict()
+            else:
+                config_dict, _ = get_config_dict(config or name, options)
             config_dict.setdefault("_name_or_path", os.fspath(name))
             config, kwargs = cls.config_class.from_dict(config_dict, return_unused_kwargs=True, **kwargs)
         else:
@@ -232,14 +234,19 @@ class PreTrainedModel(nn.Module):
         if attn_implementation is not None:
             config.attn_implementation = attn_implementation
 
-        shards = [TensorDict(state_dict)] if state_dict is not None else _open_checkpoint(name, options, use_safetensors)
+        requested = dtype if dtype is not None else torch_dtype
+        if gguf is not None:  # dequantized to the requested dtype, float32 by default as in Transformers
+            target_dtype = resolve_dtype(requested, config, torch.float32)
+            shards = gguf.shards(target_dtype)
+        else:
+            shards = [TensorDict(state_dict)] if state_dict is not None else _open_checkpoint(name, options, use_safetensors)
+            first_float = next((t.dtype for s in shards for k in list(s.keys())[:8]
+                                for t in [s.get(k)] if t.is_floating_point()), None)
+            target_dtype = resolve_dtype(requested, config, first_float)
         key_to_shard = {}
         for shard in shards:
             for key in shard.keys():
                 key_to_shard[key] = shard
-        first_float = next((t.dtype for s in shards for k in list(s.keys())[:8]
-                            for t in [s.get(k)] if t.is_floating_point()), None)
-        target_dtype = resolve_dtype(dtype if dtype is not None else torch_dtype, config, first_float)
         if target_dtype is not None:
             config.dtype = str(target_dtype).removeprefix("torch.")
 
@@ -368,6 +375,15 @@ def _set_tensor(model: nn.Module, key: str, tensor: torch.Tensor) -> None:
         module._parameters[attr] = nn.Parameter(tensor, requires_grad=old.requires_grad)
     else:
         module._buffers[attr] = tensor
+
+
+def _open_gguf(name, gguf_file, options: HubOptions):
+    """The GGUF checkpoint to load, for `gguf_file=` or a path ending in .gguf; else None."""
+    if not gguf_file and not os.fspath(name).endswith(".gguf"):
+        return None
+    from .gguf import GGUFCheckpoint, resolve_gguf
+
+    return GGUFCheckpoint(resolve_gguf(name, gguf_file, options), options)
 
 
 def _open_checkpoint(name, options: HubOptions, use_safetensors: bool | None) -> list:

@@ -53,6 +53,11 @@ class AutoTokenizer:
     def from_pretrained(cls, pretrained_model_name_or_path, *inputs, use_fast: bool = True, **kwargs):
         options = HubOptions.pop_from(kwargs)
         name = os.fspath(pretrained_model_name_or_path)
+        gguf_file = kwargs.pop("gguf_file", None)
+        if gguf_file or name.endswith(".gguf"):
+            from ..gguf import load_tokenizer
+
+            return load_tokenizer(name, gguf_file, options, **kwargs)
         config = read_tokenizer_config(name, options)
         requested = kwargs.pop("tokenizer_type", None)
         class_name = config.get("tokenizer_class")

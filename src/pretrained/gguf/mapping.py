@@ -1,0 +1,171 @@
+"""GGUF metadata and tensor names -> a Transformers config.json dict and checkpoint keys.
+
+One table per architecture: metadata keys (prefixed with the architecture name, as llama.cpp
+writes them) to config fields, and llama.cpp tensor names to the checkpoint keys of our model
+files. llama.cpp stores Llama's q/k projections with their rows permuted for its rotary
+layout (interleaved pairs instead of halves); `unpermute` undoes it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from .reader import GGUFError, GGUFFile
+
+# config field <- metadata key suffix (after "<arch>.")
+_LLAMA_FIELDS = {
+    "hidden_size": "embedding_length",
+    "intermediate_size": "feed_forward_length",
+    "num_hidden_layers": "block_count",
+    "num_attention_heads": "attention.head_count",
+    "num_key_value_heads": "attention.head_count_kv",
+    "rms_norm_eps": "attention.layer_norm_rms_epsilon",
+    "max_position_embeddings": "context_length",
+    "rope_theta": "rope.freq_base",
+    "head_dim": "attention.key_length",
+    "sliding_window": "attention.sliding_window",
+}
+_GPT2_FIELDS = {
+    "n_embd": "embedding_length",
+    "n_inner": "feed_forward_length",
+    "n_layer": "block_count",
+    "n_head": "attention.head_count",
+    "n_positions": "context_length",
+    "layer_norm_epsilon": "attention.layer_norm_epsilon",
+}
+
+_LLAMA_BLOCK = {
+    "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
+}
+_LLAMA_TOP = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
+_GPT2_BLOCK = {
+    "attn_norm": "ln_1", "attn_qkv": "attn.c_attn", "attn_output": "attn.c_proj",
+    "ffn_norm": "ln_2", "ffn_up": "mlp.c_fc", "ffn_down": "mlp.c_proj",
+}
+_GPT2_TOP = {"token_embd": "wte", "position_embd": "wpe", "output_norm": "ln_f", "output": "lm_head"}
+
+
+class Architecture:
+    """How one llama.cpp architecture becomes one of our model types."""
+
+    def __init__(self, model_type, fields, top, block, block_prefix, permute_qk=False, transposed=()):
+        self.model_type, self.fields, self.top, self.block = model_type, fields, top, block
+        self.block_prefix, self.permute_qk, self.transposed = block_prefix, permute_qk, transposed
+
+    def checkpoint_key(self, name: str) -> str | None:
+        """llama.cpp tensor name -> checkpoint key; None for tensors the model does not use."""
+        match = re.fullmatch(r"blk\.(\d+)\.(\w+)\.(weight|bias)", name)
+        if match:
+            layer, part, kind = match.groups()
+            target = self.block.get(part)
+            return None if target is None else f"{self.block_prefix}.{layer}.{target}.{kind}"
+        base, _, kind = name.rpartition(".")
+        target = self.top.get(base)
+        return None if target is None else f"{target}.{kind}"
+
+
+ARCHITECTURES = {
+    "llama": Architecture("llama", _LLAMA_FIELDS, _LLAMA_TOP, _LLAMA_BLOCK, "model.layers", permute_qk=True),
+    "mistral": Architecture("mistral", _LLAMA_FIELDS, _LLAMA_TOP, _LLAMA_BLOCK, "model.layers", permute_qk=True),
+    "qwen2": Architecture("qwen2", _LLAMA_FIELDS, _LLAMA_TOP, _LLAMA_BLOCK, "model.layers"),
+    # GPT-2's checkpoint keeps Conv1D weights as (in, out); llama.cpp stores (out, in)
+    "gpt2": Architecture("gpt2", _GPT2_FIELDS, _GPT2_TOP, _GPT2_BLOCK, "h",
+                         transposed=("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")),
+}
+
+
+def architecture(gguf: GGUFFile) -> Architecture:
+    name = gguf.architecture
+    if name not in ARCHITECTURES:
+        raise GGUFError(f"{gguf.path}: general.architecture is {name!r}, which is not supported "
+                        f"(supported: {', '.join(sorted(ARCHITECTURES))})")
+    return ARCHITECTURES[name]
+
+
+def config_dict(gguf: GGUFFile) -> dict:
+    """config.json contents for the file's model, as Transformers names its fields."""
+    arch = architecture(gguf)
+    prefix = gguf.architecture
+    config: dict = {"model_type": arch.model_type}
+    for field, key in arch.fields.items():
+        value = gguf.get(f"{prefix}.{key}")
+        if value is not None:
+            config[field] = value
+    for required in ("embedding_length", "block_count", "attention.head_count"):
+        gguf.require(f"{prefix}.{required}")
+    tokens = gguf.get("tokenizer.ggml.tokens") if gguf.has("tokenizer.ggml.tokens") else None
+    vocab = gguf.get(f"{prefix}.vocab_size") or (len(tokens) if tokens is not None else None)
+    if vocab is None:
+        vocab = _tensor_rows(gguf, "token_embd.weight")
+    config["vocab_size"] = int(vocab)
+    names = set(gguf.tensor_names())
+    config["tie_word_embeddings"] = "output.weight" not in names
+    for field, key in (("bos_token_id", "bos_token_id"), ("eos_token_id", "eos_token_id"),
+                       ("pad_token_id", "padding_token_id")):
+        value = gguf.get(f"tokenizer.ggml.{key}")
+        if value is not None:
+            config[field] = int(value)
+    if arch.model_type != "gpt2":
+        if "feed_forward_length" not in config and "intermediate_size" not in config:
+            gguf.require(f"{prefix}.feed_forward_length")
+        scaling = gguf.get(f"{prefix}.rope.scaling.type")
+        if scaling not in (None, "none"):
+            factor = gguf.get(f"{prefix}.rope.scaling.factor")
+            if scaling not in ("linear", "yarn") or factor is None:
+                raise GGUFError(f"{gguf.path}: {prefix}.rope.scaling.type {scaling!r} is not supported "
+                                "(supported: linear, yarn with a factor)")
+            rope = {"rope_type": scaling, "factor": float(factor)}
+            original = gguf.get(f"{prefix}.rope.scaling.original_context_length")
+            if original is not None:
+                rope["original_max_position_embeddings"] = int(original)
+            config["rope_scaling"] = rope
+        config["attention_bias"] = arch.model_type == "qwen2" or "blk.0.attn_q.bias" in names
+        config["hidden_act"] = "silu"
+    else:
+        config["activation_function"] = "gelu_new"
+    config["architectures"] = [{"gpt2": "GPT2LMHeadModel"}.get(arch.model_type,
+                                                            arch.model_type.capitalize() + "ForCausalLM")]
+    return config
+
+
+def _tensor_rows(gguf: GGUFFile, name: str) -> int:
+    for tensor_name, _, shape, _ in gguf.tensors():
+        if tensor_name == name:
+            return shape[0]
+    raise GGUFError(f"{gguf.path}: no metadata field vocab_size and no tensor {name!r}")
+
+
+def unpermute(weight: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Undo llama.cpp's q/k row order: per head, rows (pair, 2) -> (2, pair), i.e. halves again."""
+    rows = weight.shape[0]
+    rest = weight.shape[1:]
+    return weight.reshape(n_heads, rows // n_heads // 2, 2, *rest).transpose(1, 2).reshape(rows, *rest)
+
+
+def state_dict(gguf: GGUFFile, config: dict, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Every tensor dequantized to `dtype` under its checkpoint key (what model.safetensors would hold)."""
+    from .quants import dequantize
+
+    arch = architecture(gguf)
+    heads = {"attn_q": config.get("num_attention_heads"),
+             "attn_k": config.get("num_key_value_heads") or config.get("num_attention_heads")}
+    out = {}
+    for name, type_name, shape, raw in gguf.tensors():
+        key = arch.checkpoint_key(name)
+        if key is None:
+            continue
+        tensor = dequantize(raw, type_name, shape, dtype)
+        part = name.split(".")[2] if name.startswith("blk.") else ""
+        if arch.permute_qk and part in heads:
+            tensor = unpermute(tensor, int(heads[part]))
+        if any(f".{t}.weight" in key for t in arch.transposed):
+            tensor = tensor.t().contiguous()
+        out[key] = tensor
+    if config.get("tie_word_embeddings") and arch.model_type != "gpt2":
+        out.pop("lm_head.weight", None)
+    return out

@@ -1,0 +1,170 @@
+"""A `tokenizers.Tokenizer` from GGUF metadata (`tokenizer.ggml.*`), built to give the ids
+llama.cpp gives: the model was trained (and converted) with these.
+
+- `gpt2`: byte-level BPE; the pre-tokenizer follows `tokenizer.ggml.pre` as llama.cpp does:
+  a sequence of regex splits applied one after another, then the byte-level mapping.
+- `llama`: SentencePiece-style BPE over '▁'-spaced pieces, ranked by score, with byte fallback.
+- `bert`: WordPiece; llama.cpp stores word starts with a '▁' prefix instead of '##' continuations.
+
+Special tokens come from token types (control -> special) and the bos/eos/unk/pad/sep/cls ids;
+`add_bos_token`/`add_eos_token` follow the metadata, else llama.cpp's default for the model.
+"""
+
+from __future__ import annotations
+
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+from ..tokenization import convert
+from .reader import GGUFError, GGUFFile
+
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+
+_GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"
+_LLAMA3 = (r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+           r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+_QWEN2 = (r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+          r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+# tokenizer.ggml.pre -> the regexes llama.cpp splits with, in order
+PRE_TOKENIZERS: dict[str, tuple[str, ...]] = {}
+for _names, _regexes in (
+    (("default", "gpt2", "gpt-2", "mpt", "olmo", "jais", "phi-2", "roberta-bpe", "trillion"), (_GPT2,)),
+    (("starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva-7b"), (r"\p{N}", _GPT2)),
+    (("llama3", "llama-v3", "llama-bpe", "falcon3", "pixtral", "dbrx", "smaug-bpe"), (_LLAMA3,)),
+    (("qwen2", "stablelm2", "deepseek-r1-qwen", "megrez"), (_QWEN2,)),
+    (("deepseek-coder",), (r"[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", r"[一-龥ࠀ-一가-퟿]+", r"\p{N}")),
+    (("falcon",), (r"[\p{P}\$\+<=>\^~\|`]+", _GPT2, r"[0-9][0-9][0-9]")),
+):
+    for _name in _names:
+        PRE_TOKENIZERS[_name] = _regexes
+
+# llama.cpp looks a whole pre-token up in the vocabulary before merging for these (Llama 3)
+_IGNORE_MERGES = ("llama3", "llama-v3", "llama-bpe", "falcon3", "pixtral")
+
+
+def build_tokenizer(gguf: GGUFFile) -> tuple[Tokenizer, dict]:
+    """(tokenizer, tokenizer_config kwargs: special tokens, add_bos/eos, chat template)."""
+    kind = gguf.get("tokenizer.ggml.model")
+    if kind is None:
+        raise GGUFError(f"{gguf.path}: metadata field 'tokenizer.ggml.model' is missing: the file has no tokenizer")
+    tokens = gguf.require("tokenizer.ggml.tokens")
+    types = gguf.array("tokenizer.ggml.token_type").tolist() if gguf.has("tokenizer.ggml.token_type") \
+        else [NORMAL] * len(tokens)
+    if kind == "gpt2":
+        tok = _byte_level_bpe(gguf, tokens)
+        add_bos_default, add_eos_default = False, False
+    elif kind == "llama":
+        tok = _sentencepiece_bpe(gguf, tokens, types)
+        add_bos_default, add_eos_default = True, False
+    elif kind == "bert":
+        tok = _wordpiece(gguf, tokens)
+        add_bos_default, add_eos_default = True, True
+    else:
+        raise GGUFError(f"{gguf.path}: tokenizer.ggml.model {kind!r} is not supported (supported: gpt2, llama, bert)")
+
+    specials = [AddedToken(t, special=True, normalized=False) for t, k in zip(tokens, types) if k == CONTROL]
+    tok.add_special_tokens(specials)
+    user = [AddedToken(t, special=False, normalized=False) for t, k in zip(tokens, types) if k == USER_DEFINED]
+    if user:
+        tok.add_tokens(user)
+
+    kwargs: dict = {}
+    for attr, key in (("bos_token", "bos"), ("eos_token", "eos"), ("unk_token", "unknown"), ("pad_token", "padding"),
+                      ("sep_token", "seperator"), ("cls_token", "cls"), ("mask_token", "mask")):
+        index = gguf.get(f"tokenizer.ggml.{key}_token_id")
+        if index is not None and 0 <= int(index) < len(tokens):
+            kwargs[attr] = tokens[int(index)]
+            tok.add_special_tokens([AddedToken(tokens[int(index)], special=True, normalized=False)])
+    add_bos = bool(gguf.get("tokenizer.ggml.add_bos_token", add_bos_default))
+    add_eos = bool(gguf.get("tokenizer.ggml.add_eos_token", add_eos_default))
+    first = kwargs.get("cls_token", kwargs.get("bos_token")) if kind == "bert" else kwargs.get("bos_token")
+    last = kwargs.get("sep_token", kwargs.get("eos_token")) if kind == "bert" else kwargs.get("eos_token")
+    before = [first] if add_bos and first is not None else []
+    after = [last] if add_eos and last is not None else []
+    if before or after:
+        single = [[t, 0] for t in before] + [["$A", 0]] + [[t, 0] for t in after]
+        # a pair repeats the template for B (Llama: <s> A <s> B); BERT's B gets no second [CLS]
+        second = ([] if kind == "bert" else [[t, 1] for t in before]) + [["$B", 1]] + [[t, 1] for t in after]
+        tok.post_processor = convert.template_processor(single, single + second,
+                                                        {t: tok.token_to_id(t) for t in before + after})
+    kwargs["add_bos_token"], kwargs["add_eos_token"] = add_bos, add_eos
+    template = gguf.get("tokenizer.chat_template")
+    if template is not None:
+        kwargs["chat_template"] = template
+    context = gguf.get(f"{gguf.get('general.architecture')}.context_length")
+    if context:
+        kwargs["model_max_length"] = int(context)
+    if kind == "bert":
+        kwargs["clean_up_tokenization_spaces"] = True
+    return tok, kwargs
+
+
+def _byte_level_bpe(gguf: GGUFFile, tokens: list[str]) -> Tokenizer:
+    pre = gguf.get("tokenizer.ggml.pre", "default")
+    merges = [tuple(m.split(" ", 1)) for m in gguf.require("tokenizer.ggml.merges")]
+    vocab = {t: i for i, t in enumerate(tokens)}
+    tok = Tokenizer(models.BPE(vocab, merges, dropout=None, continuing_subword_prefix="", end_of_word_suffix="",
+                               fuse_unk=False, ignore_merges=pre in _IGNORE_MERGES))
+    if pre not in PRE_TOKENIZERS:
+        raise GGUFError(f"{gguf.path}: tokenizer.ggml.pre {pre!r} is not a known pre-tokenizer "
+                        f"(known: {', '.join(sorted(PRE_TOKENIZERS))})")
+    splits = [pre_tokenizers.Split(Regex(r), behavior="isolated") for r in PRE_TOKENIZERS[pre]]
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        splits + [pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    return tok
+
+
+def _sentencepiece_bpe(gguf: GGUFFile, tokens: list[str], types: list[int]) -> Tokenizer:
+    scores = gguf.array("tokenizer.ggml.scores").tolist() if gguf.has("tokenizer.ggml.scores") else [0.0] * len(tokens)
+    pieces = list(zip(tokens, scores, types))
+    unk_id = int(gguf.get("tokenizer.ggml.unknown_token_id", 0))
+    add_prefix = bool(gguf.get("tokenizer.ggml.add_space_prefix", True))
+    vocab = {t: i for i, t in enumerate(tokens)}
+    tok = Tokenizer(models.BPE(vocab, _score_merges(pieces), unk_token=tokens[unk_id], fuse_unk=True,
+                               byte_fallback=BYTE in types, dropout=None))
+    tok.normalizer = normalizers.Sequence(
+        ([normalizers.Prepend("▁")] if add_prefix else []) + [normalizers.Replace(" ", "▁")])
+    tok.pre_tokenizer = None
+    steps = [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
+    if add_prefix:
+        steps.append(decoders.Strip(content=" ", left=1))
+    tok.decoder = decoders.Sequence(steps)
+    return tok
+
+
+def _score_merges(pieces) -> list[tuple[str, str]]:
+    """BPE merges from a scored vocabulary: every split of a piece into two pieces, ranked by the
+    merged piece's score (higher first), as SentencePiece's BPE picks the best-scoring pair."""
+    vocab = {p: i for i, (p, _, _) in enumerate(pieces)}
+    ranked = []
+    for piece, score, kind in pieces:
+        if kind not in (NORMAL, USER_DEFINED):
+            continue
+        for cut in range(1, len(piece)):
+            left, right = piece[:cut], piece[cut:]
+            if left in vocab and right in vocab:
+                ranked.append((-score, vocab[left], vocab[right], left, right))
+    ranked.sort()
+    return [(left, right) for _, _, _, left, right in ranked]
+
+
+def _wordpiece(gguf: GGUFFile, tokens: list[str]) -> Tokenizer:
+    # llama.cpp's vocabulary: '▁word' starts a word, bare pieces continue one, '[CLS]'-style stay as they are
+    vocab = {}
+    for i, t in enumerate(tokens):
+        if t.startswith("▁"):
+            piece = t[1:]
+        elif t.startswith("[") and t.endswith("]"):
+            piece = t
+        else:
+            piece = "##" + t
+        vocab.setdefault(piece, i)
+    unk_id = int(gguf.get("tokenizer.ggml.unknown_token_id", 100))
+    lowercase = not any(c.isupper() for t in tokens if not (t.startswith("[") and t.endswith("]")) for c in t)
+    tok = Tokenizer(models.WordPiece(vocab, unk_token=tokens[unk_id] if unk_id < len(tokens) else "[UNK]",
+                                     max_input_chars_per_word=100))
+    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None,
+                                                lowercase=lowercase)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece(prefix="##")
+    return tok
