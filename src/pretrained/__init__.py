@@ -131,3 +131,17 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(_EXPORTS))
+    "pipeline": "pipelines",
+    "Pipeline": "pipelines",
+    "PipelineError": "pipelines",
+    "FeatureExtractionPipeline": "pipelines",
+    "SentenceSimilarityPipeline": "pipelines",
+    "TextClassificationPipeline": "pipelines",
+    "TokenClassificationPipeline": "pipelines",
+    "QuestionAnsweringPipeline": "pipelines",
+    "FillMaskPipeline": "pipelines",
+    "ZeroShotClassificationPipeline": "pipelines",
+    "TextGenerationPipeline": "pipelines",
+    "Text2TextGenerationPipeline": "pipelines",
+    "SummarizationPipeline": "pipelines",
+    "TranslationPipeline": "pipelines",

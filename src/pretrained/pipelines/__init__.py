@@ -1,0 +1,159 @@
+"""pipeline(): from a task name (or a model alone) to a ready Pipeline, with Transformers' signature."""
+
+from __future__ import annotations
+
+import os
+from importlib import import_module
+from typing import Any
+
+from .. import defaults
+from ..errors import CheckpointError, UnknownModelError
+from .base import Pipeline, PipelineError
+from .registry import TASKS, check_task, known_tasks, task_from_config
+
+_CLASSES = {
+    "FeatureExtractionPipeline": "feature_extraction",
+    "SentenceSimilarityPipeline": "sentence_similarity",
+    "TextClassificationPipeline": "text_classification",
+    "TokenClassificationPipeline": "token_classification",
+    "QuestionAnsweringPipeline": "question_answering",
+    "FillMaskPipeline": "fill_mask",
+    "ZeroShotClassificationPipeline": "zero_shot_classification",
+    "TextGenerationPipeline": "text_generation",
+    "Text2TextGenerationPipeline": "text2text_generation",
+    "SummarizationPipeline": "text2text_generation",
+    "TranslationPipeline": "text2text_generation",
+}
+_HUB_KEYS = ("revision", "token", "cache_dir", "local_files_only", "force_download", "subfolder")
+
+
+def __getattr__(name):
+    if name in _CLASSES:
+        return getattr(import_module(f"pretrained.pipelines.{_CLASSES[name]}"), name)
+    raise AttributeError(f"module 'pretrained.pipelines' has no attribute {name!r}")
+
+
+def pipeline(
+    task: str | None = None,
+    model=None,
+    config=None,
+    tokenizer=None,
+    feature_extractor=None,
+    image_processor=None,
+    processor=None,
+    revision: str | None = None,
+    use_fast: bool = True,
+    token=None,
+    device=None,
+    device_map=None,
+    dtype=None,
+    torch_dtype=None,
+    trust_remote_code: bool | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    pipeline_class: type | None = None,
+    batch_size: int | None = None,
+    **kwargs: Any,
+) -> Pipeline:
+    """A pipeline for `task` (or the task `model` was built for) with its model and tokenizer loaded.
+
+    `model` is a hub id, a local folder or a loaded model (then pass its `tokenizer` too). With no
+    model, feature-extraction and sentence-similarity use the embedded all-MiniLM-L6-v2; other
+    tasks name the model to pass.
+    """
+    if task is None and model is None:
+        raise PipelineError("pipeline() needs a task, a model, or both; e.g. pipeline('feature-extraction') "
+                            f"or pipeline(model='org/name'). Known tasks: {', '.join(known_tasks())}")
+    if any(x is not None for x in (feature_extractor, image_processor, processor)):
+        raise PipelineError("feature_extractor / image_processor / processor are for vision and audio tasks, "
+                            "which pretrained's pipelines do not cover yet")
+    if device is not None and device_map is not None:
+        raise PipelineError("pass either device= or device_map=, not both")
+    model_kwargs = dict(model_kwargs or {})
+    hub = {k: v for k, v in (("revision", revision), ("token", token)) if v is not None}
+    for key in _HUB_KEYS:
+        if key in kwargs:
+            hub[key] = kwargs.pop(key)
+    if trust_remote_code is not None:
+        model_kwargs.setdefault("trust_remote_code", trust_remote_code)
+    dtype = dtype if dtype is not None else torch_dtype
+    if dtype is not None:
+        model_kwargs.setdefault("dtype", dtype)
+    if device_map is not None:
+        model_kwargs.setdefault("device_map", device_map)
+
+    from ..auto import AutoConfig
+
+    if isinstance(config, (str, os.PathLike)):
+        config = AutoConfig.from_pretrained(config, **hub)
+    if task is not None:
+        task_name, spec, task_options = check_task(task)
+    if model is None:
+        model = _default_model(task_name, spec)
+    model_path = None
+    if isinstance(model, (str, os.PathLike)):
+        model_path = _local_alias(os.fspath(model))
+        if config is None:
+            config = AutoConfig.from_pretrained(model_path, **hub)
+    elif config is None:
+        config = getattr(model, "config", None)
+    if task is None:
+        if config is None:
+            raise PipelineError("pipeline(model=...) with a loaded model and no task: pass the task")
+        task_name, spec, task_options = check_task(task_from_config(config))
+    kwargs = {**task_options, **kwargs}
+
+    if model_path is not None:
+        import pretrained.auto as auto
+
+        auto_class = getattr(auto, spec.auto_class)
+        try:
+            model = auto_class.from_pretrained(model_path, config=config, **hub, **model_kwargs)
+        except UnknownModelError as e:
+            raise UnknownModelError(f"{model_path!r} cannot run {task_name!r}: {e}") from e
+    if tokenizer is None:
+        source = model_path or getattr(model, "name_or_path", None) or getattr(config, "name_or_path", None)
+        if not source:
+            raise PipelineError(f"{task_name!r} with a loaded model needs tokenizer= (or a model loaded from a folder)")
+        tokenizer = source
+    if isinstance(tokenizer, (str, os.PathLike)):
+        from ..tokenization.auto import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(_local_alias(os.fspath(tokenizer)), use_fast=use_fast,
+                                                  **{k: v for k, v in hub.items() if k != "force_download"})
+    elif isinstance(tokenizer, tuple):
+        from ..tokenization.auto import AutoTokenizer
+
+        name, extra = tokenizer
+        tokenizer = AutoTokenizer.from_pretrained(name, **extra)
+    cls = pipeline_class or spec.load_class()
+    return cls(model=model, tokenizer=tokenizer, task=task_name, device=device, batch_size=batch_size,
+               model_path=model_path, **kwargs)
+
+
+def _default_model(task: str, spec) -> str:
+    if spec.default_model is None:
+        path = defaults.embedded_model_path()
+        if path is None:
+            raise PipelineError(f"{task!r} with no model uses the embedded all-MiniLM-L6-v2, which is not installed: "
+                                f"`{defaults.INSTALL_HINT}`, or pass model='{defaults.EMBEDDED_MODEL_ID}'")
+        return path
+    from ..hub import HubOptions, resolve_file
+
+    try:  # a default is used only once downloaded: no surprise multi-GB download, no network wait
+        resolve_file(spec.default_model, "config.json", HubOptions(local_files_only=True))
+    except CheckpointError as e:
+        raise PipelineError(
+            f"{task!r} has no embedded model and its default {spec.default_model!r} is not in the local hub cache: "
+            f"pass model=... (a hub id or a local folder), or run `pretrained download {spec.default_model}` first"
+        ) from e
+    return spec.default_model
+
+
+def _local_alias(name: str) -> str:
+    """The embedded MiniLM stands in for its hub id (same files, no download)."""
+    if name == defaults.EMBEDDED_MODEL_ID:
+        return defaults.embedded_model_path() or name
+    return name
+
+
+__all__ = ["pipeline", "Pipeline", "PipelineError", "TASKS", *_CLASSES]
