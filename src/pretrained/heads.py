@@ -18,7 +18,7 @@ from torch import nn
 from .errors import ConfigError
 from .generation.mixin import GenerationMixin
 from .outputs import (
-    CausalLMOutputWithPast, MaskedLMOutput, SequenceClassifierOutputWithPast, MultipleChoiceModelOutput, QuestionAnsweringModelOutput, SequenceClassifierOutput,
+    BaseModelOutput, CausalLMOutputWithPast, MaskedLMOutput, SequenceClassifierOutputWithPast, MultipleChoiceModelOutput, QuestionAnsweringModelOutput, SequenceClassifierOutput,
     TokenClassifierOutput, finish,
 )
 
@@ -262,3 +262,70 @@ class DecoderSequenceClassificationHead(_Head):
         loss = sequence_classification_loss(pooled, labels, self.config) if labels is not None else None
         return finish(SequenceClassifierOutputWithPast(loss, pooled, out.past_key_values, out.hidden_states,
                                                        out.attentions), self._return_dict(return_dict))
+
+
+# --- encoder-decoder LMs ---
+
+def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None,
+                       owner: str = "the model") -> torch.Tensor:
+    """decoder_input_ids from labels (B, T): the start token, then labels[:, :-1]; -100 (ignored) becomes pad."""
+    if decoder_start_token_id is None:
+        raise ValueError(f"{owner}: config.decoder_start_token_id is None, but it starts the decoder_input_ids built "
+                         "from labels; set it (T5 uses the pad token id) or pass decoder_input_ids")
+    if pad_token_id is None:
+        raise ValueError(f"{owner}: config.pad_token_id is None, but it replaces the ignored (-100) positions of "
+                         "labels in the decoder_input_ids built from them; set it or pass decoder_input_ids")
+    shifted = labels.new_empty(labels.shape)
+    shifted[:, 1:] = labels[:, :-1]
+    shifted[:, 0] = decoder_start_token_id
+    return shifted.masked_fill(shifted == -100, pad_token_id)
+
+
+class Seq2SeqLMHead(GenerationMixin):
+    """What encoder-decoder LMs share: decoder inputs from labels and generate()'s step inputs. generate()
+    runs `get_encoder()` once; each step then feeds the decoder its new ids with the stored encoder output."""
+
+    def get_encoder(self):
+        return self.encoder
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id, type(self).__name__)
+
+    def prepare_inputs_for_generation(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
+                                      cache_position=None, encoder_outputs=None, encoder_attention_mask=None, **kwargs):
+        # the loop's ids and mask are the decoder's; the prompt's mask is the encoder's
+        return dict(decoder_input_ids=input_ids, decoder_attention_mask=attention_mask, encoder_outputs=encoder_outputs,
+                    attention_mask=encoder_attention_mask, past_key_values=past_key_values,
+                    use_cache=past_key_values is not None, cache_position=cache_position, **kwargs)
+
+
+def encode_decode(model, input_ids=None, attention_mask=None, inputs_embeds=None, encoder_outputs=None,
+                  decoder_input_ids=None, decoder_attention_mask=None, decoder_inputs_embeds=None, past_key_values=None,
+                  use_cache=None, cache_position=None, output_attentions=None, output_hidden_states=None):
+    """Run `model.encoder` (unless `encoder_outputs` are given) then `model.decoder` over it; both stacks take
+    (input_ids, attention_mask, inputs_embeds, ...) and return dataclasses. -> (encoder outputs, decoder outputs)."""
+    if decoder_input_ids is None and decoder_inputs_embeds is None:
+        raise ValueError(f"{type(model).__name__} needs decoder_input_ids, decoder_inputs_embeds or labels "
+                         "(the decoder's input is built from labels when they are given)")
+    if encoder_outputs is None:
+        encoder_outputs = model.encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                                        output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                                        return_dict=True)
+    elif isinstance(encoder_outputs, (tuple, list)):
+        encoder_outputs = BaseModelOutput(*encoder_outputs)
+    decoder_outputs = model.decoder(
+        input_ids=decoder_input_ids, attention_mask=decoder_attention_mask, inputs_embeds=decoder_inputs_embeds,
+        encoder_hidden_states=encoder_outputs.last_hidden_state, encoder_attention_mask=attention_mask,
+        past_key_values=past_key_values, use_cache=use_cache, cache_position=cache_position,
+        output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True)
+    return encoder_outputs, decoder_outputs
+
+
+def seq2seq_output(output_class, encoder_outputs, decoder_outputs, **fields):
+    """Seq2SeqModelOutput / Seq2SeqLMOutput from the two stacks' outputs (plus loss/logits or last_hidden_state)."""
+    return output_class(past_key_values=decoder_outputs.past_key_values,
+                        decoder_hidden_states=decoder_outputs.hidden_states,
+                        decoder_attentions=decoder_outputs.attentions, cross_attentions=decoder_outputs.cross_attentions,
+                        encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+                        encoder_hidden_states=encoder_outputs.hidden_states,
+                        encoder_attentions=encoder_outputs.attentions, **fields)

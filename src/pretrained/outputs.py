@@ -73,6 +73,15 @@ class BaseModelOutputWithPast(ModelOutput):
 
 
 @dataclass
+class BaseModelOutputWithPastAndCrossAttentions(ModelOutput):
+    last_hidden_state: Tensor = None
+    past_key_values: Any = None
+    hidden_states: Tensors = None
+    attentions: Tensors = None
+    cross_attentions: Tensors = None
+
+
+@dataclass
 class MaskedLMOutput(ModelOutput):
     loss: Tensor = None
     logits: Tensor = None

@@ -23,6 +23,10 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "llama": ("llama", "Llama"),
     "mistral": ("llama", "Mistral"),
     "qwen2": ("llama", "Qwen2"),
+    "t5": ("t5", "T5"),
+    "mt5": ("t5", "MT5"),
+    "bart": ("bart", "Bart"),
+    "marian": ("bart", "Marian"),
 }
 
 # Auto class -> class-name suffix of the task

@@ -1,11 +1,12 @@
 """Text generation: GenerationConfig, KV caches, logits processors, stopping criteria, streamers,
 the decoding loop and the `generate()` front that models with an LM head inherit."""
 
-from .cache import Cache, DynamicCache, StaticCache
+from .cache import Cache, DynamicCache, EncoderDecoderCache, StaticCache
 from .config import GenerationConfig
 from .mixin import GenerationMixin
 from .processors import (
-    LogitsProcessor, LogitsProcessorList, LogitsWarper, MinLengthLogitsProcessor, MinNewTokensLengthLogitsProcessor,
+    ForcedBOSTokenLogitsProcessor, ForcedEOSTokenLogitsProcessor, LogitsProcessor, LogitsProcessorList, LogitsWarper,
+    MinLengthLogitsProcessor, MinNewTokensLengthLogitsProcessor,
     MinPLogitsWarper, NoBadWordsLogitsProcessor, NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
     TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, TypicalLogitsWarper,
 )

@@ -163,3 +163,73 @@ class StaticCache(Cache):
         for k, v in zip(self._keys, self._values):
             k.zero_()
             v.zero_()
+
+
+class EncoderDecoderCache(Cache):
+    """The cache of an encoder-decoder model: `self_attention_cache` grows with the decoder's tokens,
+    `cross_attention_cache` holds each layer's keys/values of the encoder output, projected once on
+    the first step (`cross`) and read on every later one.
+
+    `reorder_cache` moves only the self-attention rows: generate() repeats the encoder output over
+    a prompt's beams and beam search reorders within a prompt, so cross rows stay valid."""
+
+    def __init__(self, self_attention_cache: Cache | None = None, cross_attention_cache: Cache | None = None):
+        self.self_attention_cache = DynamicCache() if self_attention_cache is None else self_attention_cache
+        self.cross_attention_cache = DynamicCache() if cross_attention_cache is None else cross_attention_cache
+
+    @property
+    def is_static(self) -> bool:
+        return self.self_attention_cache.is_static
+
+    def update(self, k, v, layer_idx, cache_position=None):
+        return self.self_attention_cache.update(k, v, layer_idx, cache_position)
+
+    def cross(self, layer_idx: int, project) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer `layer_idx`'s cross-attention (keys, values): stored ones, else `project()` stored."""
+        if layer_idx < len(self.cross_attention_cache):
+            return self.cross_attention_cache[layer_idx]
+        k, v = project()
+        return self.cross_attention_cache.update(k, v, layer_idx)
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.self_attention_cache.get_seq_length(layer_idx)
+
+    def key_length(self, query_length: int) -> int:
+        return self.self_attention_cache.key_length(query_length)
+
+    def get_max_cache_shape(self) -> int | None:
+        return self.self_attention_cache.get_max_cache_shape()
+
+    def __len__(self) -> int:
+        return len(self.self_attention_cache)
+
+    def __getitem__(self, layer_idx: int) -> tuple:
+        """(self keys, self values, cross keys, cross values) of layer `layer_idx`, as Transformers' legacy tuples."""
+        cross = self.cross_attention_cache[layer_idx] if layer_idx < len(self.cross_attention_cache) else (None, None)
+        return (*self.self_attention_cache[layer_idx], *cross)
+
+    def reorder_cache(self, beam_idx: torch.Tensor) -> None:
+        self.self_attention_cache.reorder_cache(beam_idx)
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        self.self_attention_cache.batch_repeat_interleave(repeats)
+        self.cross_attention_cache.batch_repeat_interleave(repeats)
+
+    def crop(self, max_length: int) -> None:
+        self.self_attention_cache.crop(max_length)
+
+    def reset(self) -> None:
+        self.self_attention_cache.reset()
+        self.cross_attention_cache = DynamicCache()  # a new encoder output needs new projections
+
+    def to_legacy_cache(self) -> tuple:
+        return tuple(tuple(t.contiguous() for t in self[i]) for i in range(len(self)))
+
+    @classmethod
+    def from_legacy_cache(cls, past: tuple | None) -> "EncoderDecoderCache":
+        cache = cls()
+        for layer_idx, (k, v, *cross) in enumerate(past or ()):
+            cache.self_attention_cache.update(k, v, layer_idx)
+            if cross:
+                cache.cross_attention_cache.update(*cross, layer_idx)
+        return cache

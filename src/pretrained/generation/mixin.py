@@ -12,11 +12,13 @@ import inspect
 import torch
 
 from ..errors import CheckpointError
-from .cache import Cache, DynamicCache, StaticCache
+from ..outputs import BaseModelOutput
+from .cache import Cache, DynamicCache, EncoderDecoderCache, StaticCache
 from .config import GenerationConfig
 from .decoding import Stepper, beam_search, sample
 from .processors import (
-    ForcedEOSTokenLogitsProcessor, LogitsProcessorList, MinLengthLogitsProcessor, MinNewTokensLengthLogitsProcessor,
+    ForcedBOSTokenLogitsProcessor, ForcedEOSTokenLogitsProcessor, LogitsProcessorList, MinLengthLogitsProcessor,
+    MinNewTokensLengthLogitsProcessor,
     MinPLogitsWarper, NoBadWordsLogitsProcessor, NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
     SuppressTokensLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, TypicalLogitsWarper,
 )
@@ -68,6 +70,8 @@ class GenerationMixin:
         pad = config.pad_token_id
         if pad is None and eos_ids is not None:
             pad = int(eos_ids[0])  # Transformers' convention: finished rows are filled with eos
+        if getattr(self.config, "is_encoder_decoder", False):  # the prompt feeds the encoder, the loop the decoder
+            input_ids, attention_mask = self._start_decoder(config, input_ids, attention_mask, model_kwargs, eos_ids)
         if input_ids is None:
             if config.bos_token_id is None:
                 raise ValueError("generate() needs input_ids, or a bos_token_id to start from")
@@ -76,11 +80,7 @@ class GenerationMixin:
             raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
         B, L = input_ids.shape
         if attention_mask is None:
-            if pad is not None and config.pad_token_id is not None and (input_ids == pad).any() \
-                    and (eos_ids is None or pad not in eos_ids.tolist()):
-                attention_mask = (input_ids != pad).long()
-            else:
-                attention_mask = torch.ones_like(input_ids)
+            attention_mask = _default_attention_mask(input_ids, config, eos_ids)
 
         max_length = L + config.max_new_tokens if config.max_new_tokens is not None else config.max_length
         self._check_request(config, L, max_length, B, streamer, eos_ids, tokenizer)
@@ -105,6 +105,8 @@ class GenerationMixin:
                 cache = DynamicCache()
             else:
                 raise ValueError(f"cache_implementation={config.cache_implementation!r}: expected 'dynamic' or 'static'")
+            if getattr(self.config, "is_encoder_decoder", False):
+                cache = EncoderDecoderCache(cache, DynamicCache())
         elif cache is not None and not isinstance(cache, Cache):
             raise ValueError(f"past_key_values must be a DynamicCache or StaticCache, got {type(cache).__name__}")
         stepper = Stepper(self, attention_mask, cache, max_length, model_kwargs,
@@ -120,10 +122,49 @@ class GenerationMixin:
 
     # --- pieces ---
 
+    def _start_decoder(self, config, input_ids, attention_mask, model_kwargs: dict, eos_ids):
+        """Encoder-decoders: run the encoder once on the prompt, put its output (repeated for every beam or
+        returned sequence) and mask in `model_kwargs`, and return the decoder's first ids and mask."""
+        encoder_outputs = model_kwargs.get("encoder_outputs")
+        if encoder_outputs is None:
+            if input_ids is None and model_kwargs.get("inputs_embeds") is None:
+                raise ValueError(f"{type(self).__name__}.generate() needs input_ids (the encoder's input) or encoder_outputs")
+            if attention_mask is None and input_ids is not None:
+                attention_mask = _default_attention_mask(input_ids, config, eos_ids)
+            encoder_outputs = self.get_encoder()(input_ids=input_ids, attention_mask=attention_mask,
+                                                 inputs_embeds=model_kwargs.pop("inputs_embeds", None), return_dict=True)
+        elif isinstance(encoder_outputs, (tuple, list)):
+            encoder_outputs = BaseModelOutput(*encoder_outputs)
+        hidden = encoder_outputs.last_hidden_state  # (B, S, C)
+        B = hidden.shape[0]
+        expand = config.num_beams if config.num_beams > 1 else config.num_return_sequences
+        if expand > 1:
+            encoder_outputs = BaseModelOutput(hidden.repeat_interleave(expand, dim=0))
+            attention_mask = None if attention_mask is None else attention_mask.repeat_interleave(expand, dim=0)
+        model_kwargs["encoder_outputs"] = encoder_outputs
+        model_kwargs["encoder_attention_mask"] = attention_mask
+
+        start = config.decoder_start_token_id if config.decoder_start_token_id is not None else config.bos_token_id
+        decoder_ids = model_kwargs.pop("decoder_input_ids", None)
+        decoder_mask = model_kwargs.pop("decoder_attention_mask", None)
+        if start is None and (decoder_ids is None or decoder_ids.shape[1] == 0):
+            raise ValueError(f"{type(self).__name__}.generate() needs decoder_start_token_id (or bos_token_id) in the "
+                             "generation config or the model config to start the decoder; pass decoder_start_token_id=...")
+        first = torch.full((B, 1), start if start is not None else 0, dtype=torch.long, device=hidden.device)
+        if decoder_ids is None:
+            return first, torch.ones_like(first)
+        if start is not None and not bool((decoder_ids[:, :1] == start).all()):  # the decoder always starts with it
+            decoder_ids = torch.cat([first, decoder_ids], dim=1)
+            if decoder_mask is not None:
+                decoder_mask = torch.cat([torch.ones_like(decoder_mask[:, :1]), decoder_mask], dim=1)
+        return decoder_ids, torch.ones_like(decoder_ids) if decoder_mask is None else decoder_mask
+
     def _check_model_kwargs(self, model_kwargs: dict) -> None:
-        accepted = set(inspect.signature(self.forward).parameters)
+        accepted = set()
+        for fn in {self.forward, getattr(self.base_model, "forward", self.forward)}:
+            accepted |= {name for name, p in inspect.signature(fn).parameters.items() if p.kind != p.VAR_KEYWORD}
         unknown = [k for k in model_kwargs if k not in accepted or k in ("labels", "return_dict")]
-        if unknown and "inputs" not in accepted:
+        if unknown:
             raise ValueError(f"generate() got arguments that are neither generation settings nor inputs of "
                              f"{type(self).__name__}.forward: {sorted(unknown)}")
 
@@ -172,6 +213,8 @@ class GenerationMixin:
             out.append(MinLengthLogitsProcessor(config.min_length, eos_ids))
         if eos_ids is not None and config.min_new_tokens:
             out.append(MinNewTokensLengthLogitsProcessor(prompt_length, config.min_new_tokens, eos_ids))
+        if config.forced_bos_token_id is not None:
+            out.append(ForcedBOSTokenLogitsProcessor(config.forced_bos_token_id))
         if config.forced_eos_token_id is not None:
             out.append(ForcedEOSTokenLogitsProcessor(max_length, config.forced_eos_token_id))
         if config.suppress_tokens is not None:
@@ -195,3 +238,11 @@ class GenerationMixin:
             if config.typical_p is not None and config.typical_p < 1.0:
                 out.append(TypicalLogitsWarper(config.typical_p, min_tokens_to_keep=keep))
         return out
+
+
+def _default_attention_mask(input_ids: torch.Tensor, config, eos_ids) -> torch.Tensor:
+    """Mask out pad tokens when the prompt holds some and pad is not also eos; else attend to everything."""
+    pad = config.pad_token_id
+    if pad is not None and (input_ids == pad).any() and (eos_ids is None or pad not in eos_ids.tolist()):
+        return (input_ids != pad).long()
+    return torch.ones_like(input_ids)

@@ -232,6 +232,20 @@ class SuppressTokensLogitsProcessor(LogitsProcessor):
         return ban_tokens(scores, self.tokens)
 
 
+class ForcedBOSTokenLogitsProcessor(LogitsProcessor):
+    """Encoder-decoders: the first token after the decoder start must be `bos_token_id` (e.g. a language code)."""
+
+    def __init__(self, bos_token_id: int):
+        self.bos = bos_token_id
+
+    def __call__(self, input_ids, scores):
+        if input_ids.shape[-1] == 1:
+            forced = torch.full_like(scores, NEG_INF)
+            forced[:, self.bos] = 0
+            return forced
+        return scores
+
+
 class ForcedEOSTokenLogitsProcessor(LogitsProcessor):
     """At the last allowed position, only eos may be chosen."""
 
