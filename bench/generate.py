@@ -1,0 +1,104 @@
+"""Greedy generation, pretrained vs transformers on the same random weights, side by side.
+
+    python bench/generate.py                 # every case, medians of 5
+    python bench/generate.py --cases tiny gpt2-b1 --reps 3
+
+Each case: a random checkpoint written by transformers, loaded by both libraries, 128 new tokens
+from a 32-token prompt (min_new_tokens forces the full length), ms per decode step and the ratio.
+For batch 1 the memory-bandwidth floor (weight bytes / measured copy bandwidth) is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+
+CASES = {
+    "tiny": ("LlamaConfig", "LlamaForCausalLM", 1, dict(vocab_size=1000, hidden_size=256, intermediate_size=688,
+                                                       num_hidden_layers=4, num_attention_heads=4)),
+    "tiny-gpt2": ("GPT2Config", "GPT2LMHeadModel", 1, dict(vocab_size=1000, n_embd=256, n_layer=4, n_head=4)),
+    "gpt2-b1": ("GPT2Config", "GPT2LMHeadModel", 1, {}),
+    "gpt2-b8": ("GPT2Config", "GPT2LMHeadModel", 8, {}),
+    "llama300m-b1": ("LlamaConfig", "LlamaForCausalLM", 1, dict(vocab_size=32000, hidden_size=1024, intermediate_size=2816,
+                                                                num_hidden_layers=18, num_attention_heads=16,
+                                                                num_key_value_heads=4)),
+    "llama300m-b8": ("LlamaConfig", "LlamaForCausalLM", 8, dict(vocab_size=32000, hidden_size=1024, intermediate_size=2816,
+                                                                num_hidden_layers=18, num_attention_heads=16,
+                                                                num_key_value_heads=4)),
+}
+PROMPT, NEW = 32, 128
+
+
+def copy_bandwidth(n_bytes: int = 1 << 30) -> float:
+    """Bytes/s of a large tensor copy (each byte read once and written once)."""
+    src = torch.ones(n_bytes // 4)
+    dst = torch.empty_like(src)
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        dst.copy_(src)
+        times.append(time.perf_counter() - t)
+    return 2 * n_bytes / min(times)
+
+
+def timed_generate(model, ids, reps: int) -> tuple[float, torch.Tensor]:
+    kwargs = dict(max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False, pad_token_id=0)
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)  # warm-up
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) / NEW * 1e3, out
+
+
+def run_case(name: str, reps: int, bandwidth: float) -> None:
+    import transformers
+
+    import pretrained
+
+    config_name, model_name, batch, kwargs = CASES[name]
+    with tempfile.TemporaryDirectory() as folder:
+        config = getattr(transformers, config_name)(**kwargs)
+        torch.manual_seed(0)
+        getattr(transformers, model_name)(config).save_pretrained(folder)
+        theirs = getattr(transformers, model_name).from_pretrained(folder).eval()
+        ours = pretrained.AutoModelForCausalLM.from_pretrained(folder)
+        ids = torch.randint(3, config.vocab_size, (batch, PROMPT), generator=torch.Generator().manual_seed(0))
+        ours_ms, a = timed_generate(ours, ids, reps)
+        theirs_ms, b = timed_generate(theirs, ids, reps)
+        same = torch.equal(a, b)
+        weight_bytes = sum(p.numel() * p.element_size() for p in {id(p): p for p in ours.parameters()}.values())
+        line = (f"{name:14s} batch {batch}: pretrained {ours_ms:7.2f} ms/step  transformers {theirs_ms:7.2f} ms/step  "
+                f"speedup x{theirs_ms / ours_ms:4.2f}  tokens identical: {same}")
+        if batch == 1:
+            floor = weight_bytes / bandwidth * 1e3
+            line += f"  | bandwidth floor {floor:.2f} ms/token -> pretrained at {floor / ours_ms:.0%} of it"
+        print(line, flush=True)
+        del theirs, ours
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cases", nargs="*", default=list(CASES))
+    parser.add_argument("--reps", type=int, default=5)
+    args = parser.parse_args()
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    torch.set_grad_enabled(False)
+    bandwidth = copy_bandwidth()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, copy bandwidth {bandwidth / 1e9:.1f} GB/s; "
+          f"greedy {NEW} new tokens from a {PROMPT}-token prompt, median of {args.reps}")
+    for name in args.cases:
+        run_case(name, args.reps, bandwidth)
+
+
+if __name__ == "__main__":
+    main()
