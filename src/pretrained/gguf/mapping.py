@@ -47,7 +47,8 @@ _GPT2_BLOCK = {
     "attn_norm": "ln_1", "attn_qkv": "attn.c_attn", "attn_output": "attn.c_proj",
     "ffn_norm": "ln_2", "ffn_up": "mlp.c_fc", "ffn_down": "mlp.c_proj",
 }
-_GPT2_TOP = {"token_embd": "wte", "position_embd": "wpe", "output_norm": "ln_f", "output": "lm_head"}
+_GPT2_TOP = {"token_embd": "transformer.wte", "position_embd": "transformer.wpe", "output_norm": "transformer.ln_f",
+             "output": "lm_head"}
 
 
 class Architecture:
@@ -74,7 +75,7 @@ ARCHITECTURES = {
     "mistral": Architecture("mistral", _LLAMA_FIELDS, _LLAMA_TOP, _LLAMA_BLOCK, "model.layers", permute_qk=True),
     "qwen2": Architecture("qwen2", _LLAMA_FIELDS, _LLAMA_TOP, _LLAMA_BLOCK, "model.layers"),
     # GPT-2's checkpoint keeps Conv1D weights as (in, out); llama.cpp stores (out, in)
-    "gpt2": Architecture("gpt2", _GPT2_FIELDS, _GPT2_TOP, _GPT2_BLOCK, "h",
+    "gpt2": Architecture("gpt2", _GPT2_FIELDS, _GPT2_TOP, _GPT2_BLOCK, "transformer.h",
                          transposed=("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")),
 }
 

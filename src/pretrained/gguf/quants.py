@@ -146,6 +146,7 @@ def dequantize(raw: torch.Tensor, type_name: str, shape: tuple[int, ...], dtype:
     """Raw bytes of one tensor (uint8, any shape) -> a `dtype` tensor of `shape` (torch order)."""
     flat = raw.reshape(-1)
     if type_name in FLOAT_TYPES:
-        return flat.view(FLOAT_TYPES[type_name]).reshape(shape).to(dtype)
+        # a copy: the source is the file's read-only map, and the model may write its parameters
+        return flat.view(FLOAT_TYPES[type_name]).reshape(shape).to(dtype, copy=True)
     elements, nbytes, fn = BLOCK_TYPES[type_name]
     return fn(flat.reshape(-1, nbytes)).reshape(shape).to(dtype)

@@ -95,6 +95,8 @@ def build_tokenizer(gguf: GGUFFile) -> tuple[Tokenizer, dict]:
         kwargs["model_max_length"] = int(context)
     if kind == "bert":
         kwargs["clean_up_tokenization_spaces"] = True
+    else:  # decoders take no token_type_ids
+        kwargs["model_input_names"] = ["input_ids", "attention_mask"]
     return tok, kwargs
 
 
