@@ -96,6 +96,7 @@ def _readable(task: str, result) -> str:
         return ", ".join(f"{label} ({score:.4f})" for label, score in zip(result["labels"], result["scores"]))
     if isinstance(result, list) and result and isinstance(result[0], dict):
         values = [v for r in result for k, v in r.items() if k.endswith("_text")]
+        values = [v[-1]["content"] if isinstance(v, list) and v and isinstance(v[-1], dict) else v for v in values]
         if values:
             return "\n".join(str(v) for v in values)
     return json.dumps(result, ensure_ascii=False)
@@ -132,8 +133,13 @@ def cmd_run(args) -> int:
     texts = _read_texts(args)
     items, call_kwargs = _task_inputs(task, texts, args, options)
     pipe = pipeline(args.task, model=args.model, device=args.device, dtype=args.dtype)
+    inputs = items
+    if task == "text-generation" and getattr(pipe.tokenizer, "chat_template", None):
+        from .pipelines.text_generation import Chat  # an instruction-tuned model answers a question, not continues it
+
+        inputs = [Chat([{"role": "user", "content": t}]) for t in items]
     progress = _Progress(len(items), not args.quiet)
-    results = pipe((x for x in items), batch_size=args.batch_size, **call_kwargs)
+    results = pipe((x for x in inputs), batch_size=args.batch_size, **call_kwargs)
     out = sys.stdout
     for item, result in zip(items, results):
         progress.step()
@@ -146,6 +152,15 @@ def cmd_run(args) -> int:
             out.write(_readable(task, result) + "\n")
         out.flush()
     return 0
+
+
+# --- chat ---
+
+def cmd_chat(args) -> int:
+    from .chat import ChatSession, chat_loop, load_chat_model
+
+    model, tokenizer = load_chat_model(args.model, dtype=args.dtype)
+    return chat_loop(ChatSession(model, tokenizer, system=args.system, max_new_tokens=args.max_new_tokens))
 
 
 # --- env ---
@@ -287,6 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="any task option (VALUE parsed as JSON when it can be), e.g. -o aggregation_strategy=simple")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
+
+    chat = sub.add_parser("chat", help="chat in the terminal (default: the embedded SmolLM2-135M-Instruct, offline)")
+    chat.add_argument("--model", "-m", help="folder, hub id or .gguf file of an instruction-tuned model")
+    chat.add_argument("--system", help="system prompt")
+    chat.add_argument("--max-new-tokens", type=int, default=512)
+    chat.add_argument("--dtype", help="float32, float16, bfloat16 or auto")
+    chat.set_defaults(func=cmd_chat)
 
     env = sub.add_parser("env", help="versions, devices and cache locations")
     env.add_argument("--json", action="store_true")

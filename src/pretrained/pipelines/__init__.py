@@ -131,6 +131,12 @@ def pipeline(
 
 
 def _default_model(task: str, spec) -> str:
+    if task == "text-generation":  # the embedded chat model (SmolLM2 GGUF) when installed: offline
+        from ..chat import embedded_chat_model
+
+        embedded = embedded_chat_model()
+        if embedded is not None:
+            return embedded
     if spec.default_model is None:
         path = defaults.embedded_model_path()
         if path is None:
