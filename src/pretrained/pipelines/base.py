@@ -24,6 +24,7 @@ class PipelineError(PretrainedError, ValueError):
     """A pipeline got an input or option it cannot use; the message says what was expected."""
 
 
+_SAMPLING_PARAMS = {"temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff"}
 # padding values of model-input keys; any other padded key pads with 0
 _PAD_VALUES = {"attention_mask": 0, "token_type_ids": 0, "p_mask": 1, "special_tokens_mask": 1}
 
@@ -51,6 +52,7 @@ class Pipeline:
     chunked: bool = False  # preprocess returns a list of model inputs; postprocess gets a list of outputs
     token_outputs: tuple[str, ...] = ()  # _forward output keys with a sequence axis (dim 1) to cut back after padding
     padding_side: str | None = None  # None: the tokenizer's side
+    generation_defaults: dict = {}  # generate() defaults of generating tasks, below the model's own
 
     def __init__(self, model, tokenizer=None, task: str = "", device=None, batch_size: int | None = None,
                  feature_extractor=None, image_processor=None, processor=None, binary_output: bool = False,
@@ -75,15 +77,27 @@ class Pipeline:
         self._preprocess_params, self._forward_params, self._postprocess_params = self._sanitize_parameters(**kwargs)
 
     def _apply_task_specific_params(self) -> None:
-        """config.task_specific_params[task] (e.g. T5's translation prefix) become the model's defaults."""
+        """config.task_specific_params[task] (T5's "summarize: " prefix, lengths) become this pipeline's
+        prefix and generation defaults; the model and its config are left untouched."""
         config = getattr(self.model, "config", None)
-        params = getattr(config, "task_specific_params", None) or {}
-        if self.task in params:
-            for key, value in params[self.task].items():
-                setattr(config, key, value)
-            generation_config = getattr(self.model, "generation_config", None)
-            if generation_config is not None:
-                generation_config.update(**{k: v for k, v in params[self.task].items() if hasattr(generation_config, k)})
+        params = dict((getattr(config, "task_specific_params", None) or {}).get(self.task, {}))
+        self.prefix = params.pop("prefix", getattr(config, "prefix", None))
+        self.task_generation_params = params
+
+    def generate_kwargs(self, kwargs: dict) -> dict:
+        """generate() keywords: the call's, then the task's, then the pipeline's `generation_defaults`
+        for what neither the call nor the model's generation config sets (Transformers' priority)."""
+        model_config = getattr(self.model, "generation_config", None)
+        set_params = dict(model_config.to_diff_dict()) if model_config is not None else {}
+        if set_params.get("max_length") == 20:  # the global default counts as unset
+            set_params.pop("max_length")
+        set_params.update(self.task_generation_params)
+        set_params.update(kwargs)
+        sampling = set_params.get("do_sample")
+        added = {k: v for k, v in self.generation_defaults.items()
+                 if k not in set_params and not (k == "max_new_tokens" and "max_length" in set_params)
+                 and (sampling or k not in _SAMPLING_PARAMS)}
+        return {**self.task_generation_params, **kwargs, **added}
 
     # --- what a task implements ---
 

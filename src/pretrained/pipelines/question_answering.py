@@ -41,7 +41,7 @@ class QuestionAnsweringPipeline(Pipeline):
     token_outputs = ("start", "end", "p_mask", "attention_mask", "input_ids")
 
     def __call__(self, *args, **kwargs):
-        examples = self.examples(*args, kwargs)
+        examples = self.examples(*args, kwargs=kwargs)
         if isinstance(examples, list) and len(examples) == 1:
             examples = examples[0]
         return super().__call__(examples, **kwargs)

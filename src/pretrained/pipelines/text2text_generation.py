@@ -14,6 +14,7 @@ from .base import Pipeline
 class Text2TextGenerationPipeline(Pipeline):
     task = "text2text-generation"
     return_name = "generated"
+    generation_defaults = {"max_new_tokens": 256, "num_beams": 4}
 
     def __call__(self, inputs=None, *args, **kwargs):
         result = super().__call__(inputs, *args, **kwargs)
@@ -42,13 +43,13 @@ class Text2TextGenerationPipeline(Pipeline):
 
     def preprocess(self, inputs, truncation=False, **kwargs) -> dict:
         self.check_text(inputs)
-        prefix = getattr(self.model.config, "prefix", None) or ""
+        prefix = self.prefix or ""
         enc = self.tokenizer(prefix + inputs, return_tensors="pt", truncation=truncation)
         return {k: enc[k] for k in ("input_ids", "attention_mask") if k in enc}
 
     def _forward(self, model_inputs: dict, **generate_kwargs) -> dict:
         b = model_inputs["input_ids"].shape[0]
-        out = self.model.generate(**model_inputs, **generate_kwargs)
+        out = self.model.generate(**model_inputs, **self.generate_kwargs(generate_kwargs))
         if not hasattr(out, "shape"):
             out = out.sequences
         return {"output_ids": out.reshape(b, out.shape[0] // b, -1)}

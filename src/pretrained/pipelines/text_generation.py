@@ -32,6 +32,7 @@ def is_chat(x) -> bool:
 class TextGenerationPipeline(Pipeline):
     task = "text-generation"
     padding_side = "left"
+    generation_defaults = {"max_new_tokens": 256}
 
     def __call__(self, text_inputs=None, *args, **kwargs):
         if is_chat(text_inputs):
@@ -98,12 +99,10 @@ class TextGenerationPipeline(Pipeline):
 
     def _forward(self, model_inputs: dict, **generate_kwargs) -> dict:
         input_ids = model_inputs["input_ids"]
-        if "max_new_tokens" not in generate_kwargs and "max_length" not in generate_kwargs:
-            generate_kwargs["max_new_tokens"] = 256
         if input_ids.shape[1] == 0:
             raise PipelineError("text-generation got an empty prompt (no tokens); give some text")
         sequences = self.model.generate(input_ids=input_ids, attention_mask=model_inputs.get("attention_mask"),
-                                        **generate_kwargs)
+                                        **self.generate_kwargs(generate_kwargs))
         if not hasattr(sequences, "shape"):
             sequences = sequences.sequences
         b, prompt_length = input_ids.shape
