@@ -159,7 +159,8 @@ def beam_search(stepper: Stepper, input_ids: torch.Tensor, max_length: int, proc
     n_eos = eos_token_id.numel() if eos_token_id is not None else 0
     keep = max(2, 1 + n_eos) * num_beams  # candidates per prompt: enough to survive eos hits
     is_top = torch.arange(keep, device=device) < num_beams
-    fill = pad_token_id if pad_token_id is not None else (int(eos_token_id[0]) if eos_token_id is not None else -1)
+    # Transformers' fill, quirks included: a pad id of 0 counts as none (T5), and without eos it is -1
+    fill = (pad_token_id or int(eos_token_id[0])) if eos_token_id is not None else -1
 
     running = input_ids.new_full((B, num_beams, max_length), fill)
     running[:, :, :L] = input_ids.view(B, num_beams, L)
