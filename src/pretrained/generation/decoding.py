@@ -45,7 +45,9 @@ class Stepper:
             input_ids, position_ids = full_ids, self._all_positions(full_ids.shape[1])
         inputs = self.model.prepare_inputs_for_generation(
             input_ids, attention_mask=mask, position_ids=position_ids, past_key_values=self.cache,
-            cache_position=torch.arange(self.length, end, device=input_ids.device) if self.cache is not None else None,
+            # only a preallocated cache needs tensor write positions (they keep a compiled step reusable)
+            cache_position=(torch.arange(self.length, end, device=input_ids.device)
+                            if self.cache is not None and self.cache.is_static else None),
             **self.kwargs)
         out = self.model(**inputs, output_attentions=self.output_attentions,
                          output_hidden_states=self.output_hidden_states, return_dict=True)

@@ -80,9 +80,8 @@ def banned_ngram_tokens(row: list[int], n: int) -> list[int]:
 
 
 def ban_tokens(scores: torch.Tensor, token_ids) -> torch.Tensor:
-    ids = torch.as_tensor(token_ids, device=scores.device)
-    mask = torch.isin(torch.arange(scores.shape[-1], device=scores.device), ids)
-    return scores.masked_fill(mask, NEG_INF)
+    ids = torch.as_tensor(token_ids, device=scores.device).view(-1)
+    return scores.index_fill(-1, ids, NEG_INF)
 
 
 # --- Transformers-shaped classes ---
