@@ -121,7 +121,6 @@ class _Progress:
 
 
 def cmd_run(args) -> int:
-    from .pipelines import pipeline
     from .pipelines.registry import check_task
 
     task, _, _ = check_task(args.task)
@@ -132,6 +131,8 @@ def cmd_run(args) -> int:
         options["max_new_tokens"] = args.max_new_tokens
     texts = _read_texts(args)
     items, call_kwargs = _task_inputs(task, texts, args, options)
+    from .pipelines import pipeline
+
     pipe = pipeline(args.task, model=args.model, device=args.device, dtype=args.dtype)
     inputs = items
     if task == "text-generation" and getattr(pipe.tokenizer, "chat_template", None):
@@ -256,7 +257,7 @@ def cmd_scan(args) -> int:
     report = scan_folder(args.path)
     if args.json:
         print(json.dumps(report, indent=2))
-        return 0
+        return 0 if report["safe"] else 3
     print(f"{report['path']}: {report['summary']}")
     for f in report["files"]:
         line = f"  {f['name']:40} {f['kind']:12} {_size(f['bytes']):>9}"
@@ -332,7 +333,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command != "run" and extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "run":  # texts may come before or after options: `run TASK --json TEXT ...`
+        run_parser = parser._subparsers._group_actions[0].choices["run"]
+        args = run_parser.parse_intermixed_args(argv[argv.index("run") + 1:])
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -8,7 +8,6 @@ from typing import Any
 
 from .. import defaults
 from ..errors import CheckpointError, UnknownModelError
-from .base import Pipeline, PipelineError
 from .registry import TASKS, check_task, known_tasks, task_from_config
 
 _CLASSES = {
@@ -28,6 +27,8 @@ _HUB_KEYS = ("revision", "token", "cache_dir", "local_files_only", "force_downlo
 
 
 def __getattr__(name):
+    if name in ("Pipeline", "PipelineError"):  # base imports torch: only on use, so the CLI's checks stay fast
+        return getattr(import_module("pretrained.pipelines.base"), name)
     if name in _CLASSES:
         return getattr(import_module(f"pretrained.pipelines.{_CLASSES[name]}"), name)
     raise AttributeError(f"module 'pretrained.pipelines' has no attribute {name!r}")
@@ -60,6 +61,8 @@ def pipeline(
     model, feature-extraction and sentence-similarity use the embedded all-MiniLM-L6-v2; other
     tasks name the model to pass.
     """
+    from .base import PipelineError
+
     if task is None and model is None:
         raise PipelineError("pipeline() needs a task, a model, or both; e.g. pipeline('feature-extraction') "
                             f"or pipeline(model='org/name'). Known tasks: {', '.join(known_tasks())}")
@@ -131,6 +134,8 @@ def pipeline(
 
 
 def _default_model(task: str, spec) -> str:
+    from .base import PipelineError
+
     if task == "text-generation":  # the embedded chat model (SmolLM2 GGUF) when installed: offline
         from ..chat import embedded_chat_model
 

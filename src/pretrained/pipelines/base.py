@@ -123,7 +123,8 @@ class Pipeline:
         pre = {**self._preprocess_params, **pre}
         fwd = {**self._forward_params, **fwd}
         post = {**self._postprocess_params, **post}
-        batch_size = batch_size or self.batch_size or 1
+        if batch_size is None:
+            batch_size = self.batch_size or 1
         if not isinstance(batch_size, int) or batch_size < 1:
             raise PipelineError(f"batch_size={batch_size!r}; expected a positive int")
         if isinstance(inputs, (list, tuple)):
@@ -208,6 +209,17 @@ class Pipeline:
         if not isinstance(text, str):
             raise PipelineError(f"{self.task} expects a string {what}, got {type(text).__name__}")
         return text
+
+    def check_length(self, model_inputs: dict) -> dict:
+        """A clear error, instead of an index error deep in the model, for a text longer than the model takes."""
+        limits = [getattr(self.tokenizer, "model_max_length", None),
+                  getattr(getattr(self.model, "config", None), "max_position_embeddings", None)]
+        limits = [n for n in limits if isinstance(n, int) and 0 < n < 1_000_000]
+        n = model_inputs["input_ids"].shape[-1]
+        if limits and n > min(limits):
+            raise PipelineError(f"{self.task}: the input is {n} tokens, the model takes at most {min(limits)}; "
+                                "pass truncation=True to cut it, or split the text")
+        return model_inputs
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
         os.makedirs(save_directory, exist_ok=True)

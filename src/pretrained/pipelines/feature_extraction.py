@@ -66,7 +66,7 @@ class FeatureExtractionPipeline(Pipeline):
 
     def preprocess(self, inputs, **tokenize_kwargs) -> dict:
         self.check_text(inputs)
-        return dict(self.tokenizer(inputs, return_tensors="pt", **tokenize_kwargs))
+        return self.check_length(dict(self.tokenizer(inputs, return_tensors="pt", **tokenize_kwargs)))
 
     def _forward(self, model_inputs: dict) -> dict:
         inputs = {k: v for k, v in model_inputs.items() if isinstance(v, torch.Tensor)}

@@ -58,7 +58,7 @@ class FillMaskPipeline(Pipeline):
         enc = dict(self.tokenizer(inputs, return_tensors="pt", **(tokenizer_kwargs or {})))
         if not (enc["input_ids"] == self.tokenizer.mask_token_id).any():
             raise PipelineError(f"fill-mask: no mask token ({self.tokenizer.mask_token}) in the input {inputs!r}")
-        return enc
+        return self.check_length(enc)
 
     def _forward(self, model_inputs: dict) -> dict:
         return {"logits": self.model(**model_inputs).logits, "input_ids": model_inputs["input_ids"]}

@@ -53,12 +53,12 @@ class TextClassificationPipeline(Pipeline):
         if isinstance(inputs, dict):
             if "text" not in inputs or not set(inputs) <= {"text", "text_pair"}:
                 raise PipelineError("a text-classification input dict has the keys 'text' and optionally 'text_pair'")
-            return dict(self.tokenizer(text=inputs["text"], text_pair=inputs.get("text_pair"), return_tensors="pt",
-                                       **tokenizer_kwargs))
+            return self.check_length(dict(self.tokenizer(text=inputs["text"], text_pair=inputs.get("text_pair"),
+                                                         return_tensors="pt", **tokenizer_kwargs)))
         if isinstance(inputs, (list, tuple)):
             raise PipelineError("a text pair is passed as {'text': ..., 'text_pair': ...}, not as a list")
         self.check_text(inputs)
-        return dict(self.tokenizer(inputs, return_tensors="pt", **tokenizer_kwargs))
+        return self.check_length(dict(self.tokenizer(inputs, return_tensors="pt", **tokenizer_kwargs)))
 
     def _forward(self, model_inputs: dict) -> dict:
         return {"logits": self.model(**model_inputs).logits}
