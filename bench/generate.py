@@ -17,9 +17,9 @@ import sys
 import tempfile
 import time
 
-import torch
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+# bench/ holds a tokenize.py that would shadow the standard library's
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+import torch  # noqa: E402
 
 CASES = {
     "tiny": ("LlamaConfig", "LlamaForCausalLM", 1, dict(vocab_size=1000, hidden_size=256, intermediate_size=688,

@@ -81,6 +81,7 @@ def banned_ngram_tokens(row: list[int], n: int) -> list[int]:
 
 def ban_tokens(scores: torch.Tensor, token_ids) -> torch.Tensor:
     ids = torch.as_tensor(token_ids, device=scores.device).view(-1)
+    ids = ids[ids < scores.shape[-1]]  # ids past the LM head's vocabulary can never be produced anyway
     return scores.index_fill(-1, ids, NEG_INF)
 
 
