@@ -35,7 +35,7 @@ class AutoConfig:
             raise CheckpointError(
                 f"{path} has no 'model_type'; supported model types: {', '.join(registry.supported_model_types())}"
             )
-        config_dict.setdefault("_name_or_path", os.fspath(pretrained_model_name_or_path))
+        config_dict["_name_or_path"] = os.fspath(pretrained_model_name_or_path)
         return registry.config_class(model_type).from_dict(config_dict, **kwargs)
 
     @staticmethod

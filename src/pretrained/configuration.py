@@ -251,7 +251,7 @@ class PretrainedConfig:
         """Load from a folder, a config.json path or a hub repo id; extra kwargs override fields."""
         options = HubOptions.pop_from(kwargs)
         config_dict, path = get_config_dict(name_or_path, options)
-        config_dict.setdefault("_name_or_path", os.fspath(name_or_path))
+        config_dict["_name_or_path"] = os.fspath(name_or_path)
         return cls.from_dict(config_dict, **kwargs)
 
     def __eq__(self, other: object) -> bool:

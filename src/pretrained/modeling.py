@@ -229,6 +229,7 @@ class PreTrainedModel(nn.Module):
         else:
             config = copy.deepcopy(config)
             kwargs = config.update_from_kwargs(kwargs)
+        config.name_or_path = os.fspath(name)  # as Transformers: where it was loaded from, not config.json's value
         if kwargs:
             raise TypeError(f"{cls.__name__}.from_pretrained got unexpected keyword arguments {sorted(kwargs)}")
         if attn_implementation is not None:

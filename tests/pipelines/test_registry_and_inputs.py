@@ -91,3 +91,18 @@ def test_bad_inputs(ckpt, minilm_path):
 
 def test_translation_pipeline_class():
     assert check_task("translation_en_to_fr")[1].load_class() is TranslationPipeline
+
+
+def test_loaded_model_remembers_its_folder(minilm_path):
+    """MiniLM's config.json says _name_or_path "nreimers/MiniLM-L6-H384-uncased"; as in Transformers,
+    a loaded model's name_or_path is the folder it came from, so a pipeline over the loaded model
+    finds its tokenizer and pooling files there (offline)."""
+    from pretrained import AutoConfig, AutoModel
+
+    import transformers
+
+    model = AutoModel.from_pretrained(minilm_path)
+    assert model.name_or_path == transformers.AutoModel.from_pretrained(minilm_path).name_or_path == minilm_path
+    assert AutoConfig.from_pretrained(minilm_path).name_or_path == minilm_path
+    pipe = pipeline("sentence-similarity", model=model)
+    assert pipe("a cat", sentences=["a kitten"]) == pipeline("sentence-similarity")("a cat", sentences=["a kitten"])
