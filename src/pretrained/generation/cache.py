@@ -59,11 +59,13 @@ class Cache:
         return list(self)
 
     def reorder_cache(self, beam_idx: torch.Tensor) -> None:
-        """Beam search: row i of the batch becomes row beam_idx[i]."""
+        """Beam search: row i of the batch becomes row beam_idx[i]. Only the written slots move
+        (a buffer's spare room is not copied), in place."""
         for i in range(len(self._keys)):
             index = beam_idx.to(self._keys[i].device)
-            self._keys[i] = self._keys[i].index_select(0, index)
-            self._values[i] = self._values[i].index_select(0, index)
+            n = self._lengths[i]
+            self._keys[i][:, :, :n] = self._keys[i][:, :, :n].index_select(0, index)
+            self._values[i][:, :, :n] = self._values[i][:, :, :n].index_select(0, index)
 
     def batch_repeat_interleave(self, repeats: int) -> None:
         for i in range(len(self._keys)):
