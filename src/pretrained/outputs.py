@@ -82,11 +82,29 @@ class BaseModelOutputWithPastAndCrossAttentions(ModelOutput):
 
 
 @dataclass
-class MaskedLMOutput(ModelOutput):
+class _HeadOutput(ModelOutput):
+    """Fields shared by the encoder task heads; each head keeps Transformers' class name below."""
+
     loss: Tensor = None
     logits: Tensor = None
     hidden_states: Tensors = None
     attentions: Tensors = None
+
+
+class MaskedLMOutput(_HeadOutput):
+    pass
+
+
+class SequenceClassifierOutput(_HeadOutput):
+    pass
+
+
+class TokenClassifierOutput(_HeadOutput):
+    pass
+
+
+class MultipleChoiceModelOutput(_HeadOutput):
+    pass
 
 
 @dataclass
@@ -99,34 +117,10 @@ class CausalLMOutputWithPast(ModelOutput):
 
 
 @dataclass
-class SequenceClassifierOutput(ModelOutput):
-    loss: Tensor = None
-    logits: Tensor = None
-    hidden_states: Tensors = None
-    attentions: Tensors = None
-
-
-@dataclass
 class SequenceClassifierOutputWithPast(ModelOutput):
     loss: Tensor = None
     logits: Tensor = None
     past_key_values: Any = None
-    hidden_states: Tensors = None
-    attentions: Tensors = None
-
-
-@dataclass
-class TokenClassifierOutput(ModelOutput):
-    loss: Tensor = None
-    logits: Tensor = None
-    hidden_states: Tensors = None
-    attentions: Tensors = None
-
-
-@dataclass
-class MultipleChoiceModelOutput(ModelOutput):
-    loss: Tensor = None
-    logits: Tensor = None
     hidden_states: Tensors = None
     attentions: Tensors = None
 
