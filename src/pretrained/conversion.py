@@ -28,6 +28,34 @@ class Transpose:
     pattern: str
 
 
+@dataclass(frozen=True)
+class Fuse:
+    """Checkpoint modules `parts` (e.g. q_proj, k_proj, v_proj) are one model module `fused` (qkv_proj)
+    whose weight and bias are theirs concatenated along dim 0, in order: one matmul instead of
+    several. Load concatenates; save splits by `sizes` (rows of each part), restoring the names."""
+
+    parts: tuple[str, ...]
+    fused: str
+    sizes: tuple[int, ...]
+
+    def part_of(self, model_key: str) -> tuple[str, int] | None:
+        """(fused model key, part index) when `model_key` is one part's weight or bias."""
+        module, _, leaf = model_key.rpartition(".")
+        parent, _, name = module.rpartition(".")
+        if name not in self.parts:
+            return None
+        return f"{parent}.{self.fused}.{leaf}".lstrip("."), self.parts.index(name)
+
+    def split(self, model_key: str, tensor) -> dict | None:
+        """{part model key: rows} when `model_key` is the fused module's weight or bias."""
+        module, _, leaf = model_key.rpartition(".")
+        parent, _, name = module.rpartition(".")
+        if name != self.fused:
+            return None
+        keys = [f"{parent}.{part}.{leaf}".lstrip(".") for part in self.parts]
+        return dict(zip(keys, tensor.split(list(self.sizes), dim=0)))
+
+
 # Old TF-era LayerNorm names, accepted by every architecture on load; never written.
 LEGACY_RENAMES = (Rename(r"\.gamma$", ".weight"), Rename(r"\.beta$", ".bias"))
 
@@ -48,3 +76,19 @@ def to_checkpoint_key(key: str, rules) -> str:
 
 def is_transposed(model_key: str, rules) -> bool:
     return any(isinstance(r, Transpose) and re.search(r.pattern, model_key) for r in rules)
+
+
+def fused_part(model_key: str, rules) -> tuple[str, int | None, int]:
+    """(model key, part index, number of parts): the fused key for one part of a Fuse rule, else (key, None, 1)."""
+    for rule in rules:
+        if isinstance(rule, Fuse) and (hit := rule.part_of(model_key)) is not None:
+            return hit[0], hit[1], len(rule.parts)
+    return model_key, None, 1
+
+
+def unfuse(model_key: str, tensor, rules) -> dict:
+    """{model key: tensor} with a fused weight split back into its parts' keys."""
+    for rule in rules:
+        if isinstance(rule, Fuse) and (parts := rule.split(model_key, tensor)) is not None:
+            return parts
+    return {model_key: tensor}

@@ -60,6 +60,8 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
+        if dtype == torch.float32 and self.weight.dtype == torch.float32:  # one fused kernel, bit-identical here
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
         x = x.float()
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * x.to(dtype)
@@ -187,3 +189,15 @@ def apply_rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch
     """q (B, H, T, D), k (B, Hkv, T, D), cos/sin (B, T, D) -> rotated q, k."""
     cos, sin = cos[:, None], sin[:, None]
     return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+
+
+def signed_sin(sin: torch.Tensor) -> torch.Tensor:
+    """sin (..., D) -> (..., D) with its first half negated, for `rotate`."""
+    s1, s2 = sin.chunk(2, dim=-1)
+    return torch.cat((-s1, s2), dim=-1)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
+    """x * cos + rotate_half(x) * sin in three ops: rotate_half(x) * sin == roll(x, D/2) * signed_sin(sin),
+    bit for bit (a negation is exact). x (B, H, T, D); cos, sin_signed broadcastable to it."""
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * sin_signed

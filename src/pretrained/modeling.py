@@ -88,7 +88,7 @@ class PreTrainedModel(nn.Module):
     _tied_weights_keys: dict[str, str] = {}
     _keys_to_ignore_on_load_unexpected: tuple[str, ...] = ()  # regexes
     _keys_to_ignore_on_load_missing: tuple[str, ...] = ()
-    checkpoint_rules: tuple = ()  # conversion.Rename / conversion.Transpose
+    checkpoint_rules: tuple = ()  # conversion.Rename / Transpose / Fuse (a property when it depends on the config)
     supports_gradient_checkpointing: bool = False
 
     def __init__(self, config: PretrainedConfig, *args, **kwargs):
@@ -268,7 +268,7 @@ class PreTrainedModel(nn.Module):
         model_has_prefix = bool(prefix) and any(k.startswith(prefix + ".") for k in expected)
         ckpt_has_prefix = bool(prefix) and any(k.startswith(prefix + ".") for k in key_to_shard)
 
-        model_to_ckpt: dict[str, str] = {}
+        model_to_ckpt: dict[str, list] = {}  # model key -> its checkpoint keys (several for a Fuse rule)
         unexpected = []
         for ckpt_key in key_to_shard:
             key = conversion.to_model_key(ckpt_key, rules)
@@ -276,26 +276,28 @@ class PreTrainedModel(nn.Module):
                 key = f"{prefix}.{key}"
             elif ckpt_has_prefix and not model_has_prefix and key.startswith(prefix + "."):
                 key = key[len(prefix) + 1:]
+            key, part, n_parts = conversion.fused_part(key, rules)
             if key in expected:
-                model_to_ckpt[key] = ckpt_key
+                model_to_ckpt.setdefault(key, [None] * n_parts)[part or 0] = ckpt_key
             elif not any(re.search(p, ckpt_key) for p in self._keys_to_ignore_on_load_unexpected):
                 unexpected.append(ckpt_key)
 
         missing, mismatched = [], []
         for key, current in expected.items():
-            ckpt_key = model_to_ckpt.get(key)
-            if ckpt_key is None:
+            ckpt_keys = model_to_ckpt.get(key)
+            if ckpt_keys is None or None in ckpt_keys:  # absent, or some parts of a fused tensor absent
                 if key not in tied and not any(re.search(p, key) for p in self._keys_to_ignore_on_load_missing):
                     missing.append(key)
                 continue
-            shard = key_to_shard[ckpt_key]
             transposed = conversion.is_transposed(key, rules)
-            shape = shard.shape(ckpt_key)
+            shapes = [key_to_shard[k].shape(k) for k in ckpt_keys]
+            shape = (sum(s[0] for s in shapes), *shapes[0][1:])  # fused parts stack along dim 0
             shape = tuple(reversed(shape)) if transposed else tuple(shape)
             if shape != tuple(current.shape):
                 mismatched.append((key, shape, tuple(current.shape)))
                 continue
-            tensor = shard.get(ckpt_key)
+            parts = [key_to_shard[k].get(k) for k in ckpt_keys]
+            tensor = parts[0] if len(parts) == 1 else torch.cat(parts)
             if transposed:
                 tensor = tensor.t().contiguous()
             if dtype is not None and tensor.is_floating_point() and current.is_floating_point():
@@ -357,7 +359,8 @@ class PreTrainedModel(nn.Module):
         for key, tensor in state_dict.items():
             if conversion.is_transposed(key, rules):
                 tensor = tensor.t()
-            out[conversion.to_checkpoint_key(key, rules)] = tensor
+            for part_key, part in conversion.unfuse(key, tensor, rules).items():
+                out[conversion.to_checkpoint_key(part_key, rules)] = part
         config = copy.deepcopy(self.config)
         config.architectures = [type(self).__name__]
         config.dtype = str(self.dtype).removeprefix("torch.")

@@ -1,9 +1,10 @@
 """The Llama family: Llama, Mistral (sliding-window attention), Qwen2 (q/k/v bias).
 
 Pre-norm decoder blocks (RMSNorm), rotary position embeddings (with rope_scaling variants),
-grouped-query attention, SwiGLU MLP. Module paths equal the checkpoint keys
-(`model.layers.0.self_attn.q_proj`, `model.norm`, `lm_head`). The three families differ only in
-config defaults, so they share every module here.
+grouped-query attention, SwiGLU MLP. Module paths equal the checkpoint keys (`model.norm`,
+`lm_head`) except two fused projections, one matmul each per token: `qkv_proj` (checkpoint q_proj,
+k_proj, v_proj) and `gate_up_proj` (gate_proj, up_proj), concatenated on load and split on save by
+`checkpoint_rules`. The three families differ only in config defaults, so they share every module here.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from .. import conversion
 from ..attention import attention_function
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError
 from ..heads import CausalLMHead, DecoderSequenceClassificationHead
-from ..layers import RMSNorm, RotaryEmbedding, apply_rotary, get_activation, rope_parameters
+from ..layers import RMSNorm, RotaryEmbedding, get_activation, rope_parameters, rotate, signed_sin
 from ..masks import causal_mask
 from ..modeling import PreTrainedModel
 from ..outputs import BaseModelOutputWithPast, finish
@@ -97,23 +99,26 @@ class Qwen2Config(LlamaConfig):
 
 
 class LlamaAttention(nn.Module):
+    """q, k and v come from one fused matmul (`qkv_proj`); the checkpoint keeps q_proj/k_proj/v_proj
+    (see `LlamaPreTrainedModel.checkpoint_rules`)."""
+
     def __init__(self, config, layer_idx: int):
         super().__init__()
         self.layer_idx, self.config = layer_idx, config
         self.head_dim = config.head_dim
         qkv_bias = config.attention_bias if config.qkv_bias is None else config.qkv_bias
         H, Hkv, C = config.num_attention_heads, config.num_key_value_heads, config.hidden_size
-        self.q_proj = nn.Linear(C, H * self.head_dim, bias=qkv_bias)
-        self.k_proj = nn.Linear(C, Hkv * self.head_dim, bias=qkv_bias)
-        self.v_proj = nn.Linear(C, Hkv * self.head_dim, bias=qkv_bias)
+        self.heads = (H, Hkv, Hkv)
+        self.qkv_proj = nn.Linear(C, (H + 2 * Hkv) * self.head_dim, bias=qkv_bias)
         self.o_proj = nn.Linear(H * self.head_dim, C, bias=config.attention_bias)
 
     def forward(self, x, cos, sin, mask, cache=None, cache_position=None, output_attentions=False):
+        """cos, sin: (B, 1, T, D), sin with its first half negated (`layers.signed_sin`)."""
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, -1, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        k = self.k_proj(x).view(B, T, -1, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
-        v = self.v_proj(x).view(B, T, -1, self.head_dim).transpose(1, 2)
-        q, k = apply_rotary(q, k, cos, sin)
+        H, Hkv, _ = self.heads
+        qkv = self.qkv_proj(x).view(B, T, -1, self.head_dim).transpose(1, 2)  # (B, H + 2 Hkv, T, D)
+        q, k = rotate(qkv[:, :H + Hkv], cos, sin).split([H, Hkv], dim=1)  # (B, H, T, D), (B, Hkv, T, D)
+        v = qkv[:, H + Hkv:]
         if cache is not None:
             k, v = cache.update(k, v, self.layer_idx, cache_position)  # (B, Hkv, S, D)
         attend = attention_function(self.config.attn_implementation, output_attentions)
@@ -123,16 +128,18 @@ class LlamaAttention(nn.Module):
 
 
 class LlamaMLP(nn.Module):
+    """SwiGLU; gate and up projections are one fused matmul (`gate_up_proj`)."""
+
     def __init__(self, config):
         super().__init__()
         C, F_, bias = config.hidden_size, config.intermediate_size, config.mlp_bias
-        self.gate_proj = nn.Linear(C, F_, bias=bias)
-        self.up_proj = nn.Linear(C, F_, bias=bias)
+        self.gate_up_proj = nn.Linear(C, 2 * F_, bias=bias)
         self.down_proj = nn.Linear(F_, C, bias=bias)
         self.act = get_activation(config.hidden_act)
 
     def forward(self, x):
-        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)  # 2 x (B, T, F)
+        return self.down_proj(self.act(gate) * up)
 
 
 class LlamaDecoderLayer(nn.Module):
@@ -154,6 +161,14 @@ class LlamaPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
     _keys_to_ignore_on_load_unexpected = (r"rotary_emb\.inv_freq$",)
+
+    @property
+    def checkpoint_rules(self) -> tuple:
+        """Checkpoints store q/k/v and gate/up separately; the model runs them as one matmul each."""
+        c = self.config
+        q, kv = c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim
+        return (conversion.Fuse(("q_proj", "k_proj", "v_proj"), "qkv_proj", (q, kv, kv)),
+                conversion.Fuse(("gate_proj", "up_proj"), "gate_up_proj", (c.intermediate_size,) * 2))
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -201,6 +216,7 @@ class LlamaModel(LlamaPreTrainedModel):
         S = cache.key_length(T) if cache is not None else T
         masks = {w: causal_mask(attention_mask, T, S, x.dtype, x.device, w, past) for w in set(self.windows)}
         cos, sin = self.rotary_emb(position_ids, x.dtype)  # (B, T, D), shared by every layer
+        cos, sin = cos[:, None], signed_sin(sin)[:, None]  # (B, 1, T, D)
 
         hidden_states, attentions = () if output_hidden_states else None, () if output_attentions else None
         for layer, window in zip(self.layers, self.windows):
