@@ -297,7 +297,13 @@ class PreTrainedModel(nn.Module):
                 mismatched.append((key, shape, tuple(current.shape)))
                 continue
             parts = [key_to_shard[k].get(k) for k in ckpt_keys]
-            tensor = parts[0] if len(parts) == 1 else torch.cat(parts)
+            if len(parts) == 1:
+                tensor = parts[0]
+            else:  # a fused tensor is a copy: free the parts' pages so memory holds the weights once
+                tensor = torch.cat(parts)
+                del parts
+                for k in ckpt_keys:
+                    key_to_shard[k].release(k)
             if transposed:
                 tensor = tensor.t().contiguous()
             if dtype is not None and tensor.is_floating_point() and current.is_floating_point():

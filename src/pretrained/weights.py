@@ -162,6 +162,17 @@ class SafetensorsShard:
             raw = raw.clone()  # misaligned for its dtype: copy into aligned memory
         return raw.view(dtype).view(info["shape"])
 
+    def release(self, name: str) -> None:
+        """Drop the resident pages of `name` once its data was copied elsewhere (into a fused tensor),
+        so the copy does not double the memory. Only whole pages inside the tensor go (neighbours keep
+        theirs); a later read of `name` faults them back in from the file."""
+        start, end = self.header[name]["data_offsets"]
+        page = mmap.PAGESIZE
+        lo = -(-(self.data_start + start) // page) * page
+        hi = (self.data_start + end) // page * page
+        if hi > lo:
+            self._map.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
 
 class TensorDict:
     """An in-memory state dict behind the same interface as the file shards."""
@@ -177,6 +188,9 @@ class TensorDict:
 
     def get(self, name: str):
         return self.tensors[name]
+
+    def release(self, name: str) -> None:
+        """Nothing to free: the tensors belong to the caller."""
 
 
 class BinShard(TensorDict):
