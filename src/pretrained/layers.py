@@ -180,17 +180,6 @@ class RotaryEmbedding(nn.Module):
         return cos.to(dtype), sin.to(dtype)
 
 
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
-def apply_rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
-    """q (B, H, T, D), k (B, Hkv, T, D), cos/sin (B, T, D) -> rotated q, k."""
-    cos, sin = cos[:, None], sin[:, None]
-    return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
-
-
 def signed_sin(sin: torch.Tensor) -> torch.Tensor:
     """sin (..., D) -> (..., D) with its first half negated, for `rotate`."""
     s1, s2 = sin.chunk(2, dim=-1)
@@ -198,6 +187,7 @@ def signed_sin(sin: torch.Tensor) -> torch.Tensor:
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
-    """x * cos + rotate_half(x) * sin in three ops: rotate_half(x) * sin == roll(x, D/2) * signed_sin(sin),
-    bit for bit (a negation is exact). x (B, H, T, D); cos, sin_signed broadcastable to it."""
+    """Rotary embedding x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x2, x1), in three ops:
+    rotate_half(x) * sin == roll(x, D/2) * signed_sin(sin) bit for bit (a negation is exact).
+    x (B, H, T, D); cos, sin_signed broadcastable to it."""
     return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * sin_signed

@@ -108,14 +108,14 @@ class LlamaAttention(nn.Module):
         self.head_dim = config.head_dim
         qkv_bias = config.attention_bias if config.qkv_bias is None else config.qkv_bias
         H, Hkv, C = config.num_attention_heads, config.num_key_value_heads, config.hidden_size
-        self.heads = (H, Hkv, Hkv)
+        self.num_heads, self.num_kv_heads = H, Hkv
         self.qkv_proj = nn.Linear(C, (H + 2 * Hkv) * self.head_dim, bias=qkv_bias)
         self.o_proj = nn.Linear(H * self.head_dim, C, bias=config.attention_bias)
 
     def forward(self, x, cos, sin, mask, cache=None, cache_position=None, output_attentions=False):
         """cos, sin: (B, 1, T, D), sin with its first half negated (`layers.signed_sin`)."""
         B, T, _ = x.shape
-        H, Hkv, _ = self.heads
+        H, Hkv = self.num_heads, self.num_kv_heads
         qkv = self.qkv_proj(x).view(B, T, -1, self.head_dim).transpose(1, 2)  # (B, H + 2 Hkv, T, D)
         q, k = rotate(qkv[:, :H + Hkv], cos, sin).split([H, Hkv], dim=1)  # (B, H, T, D), (B, Hkv, T, D)
         v = qkv[:, H + Hkv:]
