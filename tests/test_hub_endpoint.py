@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from conftest import TINY_ENCODER, hf_checkpoint
+from checkpoints import TINY_ENCODER, hf_checkpoint
 
 COMMITS = {"main": "1" * 40, "v1": "2" * 40}
 TOKEN = "hf_test_token"

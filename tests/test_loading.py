@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import pretrained
-from conftest import TINY_ENCODER, hf_checkpoint
+from checkpoints import TINY_ENCODER, hf_checkpoint
 from pretrained import AutoModel, AutoModelForSequenceClassification, BertModel
 from pretrained.errors import CheckpointError, UnsafeCheckpointError
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import pretrained
-from conftest import hf_checkpoint
+from checkpoints import hf_checkpoint
 
 TINY_LLAMA = dict(vocab_size=99, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2)

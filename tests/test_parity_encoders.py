@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import pretrained
-from conftest import TINY_DISTILBERT, TINY_ENCODER, hf_checkpoint
+from checkpoints import TINY_DISTILBERT, TINY_ENCODER, hf_checkpoint
 
 FAMILIES = {
     "Bert": ("BertConfig", TINY_ENCODER, True),

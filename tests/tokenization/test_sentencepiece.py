@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from conftest import FULL_KEYS_CALL, compare_call
+from encoding_checks import FULL_KEYS_CALL, compare_call
 
 hf = pytest.importorskip("transformers")
 spm = pytest.importorskip("sentencepiece")

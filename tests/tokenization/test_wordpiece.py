@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from conftest import assert_same_encoding, compare_call
+from encoding_checks import assert_same_encoding, compare_call
 
 hf = pytest.importorskip("transformers")
 

@@ -1,0 +1,22 @@
+"""Tiny random checkpoints written by transformers (the oracle), for parity tests to load.
+
+A plain module, not conftest: several test folders have a conftest, and `from conftest import`
+would pick whichever was imported first."""
+
+from __future__ import annotations
+
+TINY_ENCODER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                    vocab_size=99, max_position_embeddings=64, type_vocab_size=2, num_labels=3)
+TINY_DISTILBERT = dict(dim=32, n_layers=2, n_heads=4, hidden_dim=37, vocab_size=99, max_position_embeddings=64, num_labels=3)
+
+
+def hf_checkpoint(folder, config_name: str, model_name: str, seed: int = 0, **config_kwargs) -> str:
+    """Build transformers.<model_name>(transformers.<config_name>(**kwargs)) with a fixed seed, save it, return the folder."""
+    import torch
+    import transformers
+
+    config = getattr(transformers, config_name)(**config_kwargs)
+    torch.manual_seed(seed)
+    model = getattr(transformers, model_name)(config).eval()
+    model.save_pretrained(folder)
+    return str(folder)
