@@ -77,6 +77,12 @@ def resolve_dtype(dtype, config: PretrainedConfig, first_float_dtype=None) -> to
     raise ConfigError(f"dtype={dtype!r} is not supported; expected 'auto', float32, float16, bfloat16 or a torch.dtype")
 
 
+def output_flags(config: PretrainedConfig, output_attentions, output_hidden_states) -> tuple[bool, bool]:
+    """This call's (output_attentions, output_hidden_states): the arguments, else the config's defaults."""
+    return (config.output_attentions if output_attentions is None else output_attentions,
+            config.output_hidden_states if output_hidden_states is None else output_hidden_states)
+
+
 class PreTrainedModel(nn.Module):
     """Base of every model. Subclasses set `config_class` and `base_model_prefix` and call
     `self.post_init()` at the end of `__init__`."""

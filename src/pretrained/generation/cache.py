@@ -235,3 +235,10 @@ class EncoderDecoderCache(Cache):
             if cross:
                 cache.cross_attention_cache.update(*cross, layer_idx)
         return cache
+
+
+def forward_cache(past_key_values: Cache | None, use_cache: bool) -> tuple[Cache | None, int]:
+    """The cache a decoder forward writes into (the one passed, or a new DynamicCache when use_cache
+    asks for one) and the number of positions it already holds."""
+    cache = DynamicCache() if use_cache and past_key_values is None else past_key_values
+    return cache, cache.get_seq_length() if cache is not None else 0

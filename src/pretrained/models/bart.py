@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..heads import Seq2SeqLMHead, encode_decode, seq2seq_output, shift_tokens_right, token_loss
 from ..layers import get_activation
 from ..masks import causal_mask, padding_mask
-from ..modeling import PreTrainedModel
+from ..modeling import PreTrainedModel, output_flags
 from ..outputs import BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput, Seq2SeqModelOutput, finish
 from .t5 import _decoder_cache
 
@@ -228,8 +228,7 @@ class BartStack(nn.Module):
                 encoder_attention_mask=None, past_key_values=None, use_cache=None, cache_position=None,
                 output_attentions=None, output_hidden_states=None, return_dict=None, **_):
         config = self.config
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_attentions, output_hidden_states = output_flags(config, output_attentions, output_hidden_states)
         side = "decoder" if self.is_decoder else "encoder"
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError(f"the {type(config).__name__[:-6]} {side} needs exactly one of input_ids or inputs_embeds")

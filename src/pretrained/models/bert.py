@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..heads import MaskedLMHead, MultipleChoiceHead, QuestionAnsweringHead, SequenceClassificationHead, TokenClassificationHead
 from ..layers import get_activation
 from ..masks import padding_mask
-from ..modeling import PreTrainedModel
+from ..modeling import PreTrainedModel, output_flags
 from ..outputs import BaseModelOutputWithPooling, finish
 
 
@@ -204,8 +204,7 @@ class BertModel(BertPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         config = self.config
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_attentions, output_hidden_states = output_flags(config, output_attentions, output_hidden_states)
         x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, C)
         mask = padding_mask(attention_mask, x.dtype)
         x, hidden_states, attentions = self.encoder(x, mask, output_attentions, output_hidden_states)

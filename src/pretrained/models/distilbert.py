@@ -13,7 +13,7 @@ from ..configuration import PretrainedConfig
 from ..heads import MaskedLMHead, MultipleChoiceHead, QuestionAnsweringHead, SequenceClassificationHead, TokenClassificationHead
 from ..layers import get_activation
 from ..masks import padding_mask
-from ..modeling import PreTrainedModel
+from ..modeling import PreTrainedModel, output_flags
 from ..outputs import BaseModelOutput, finish
 
 
@@ -147,8 +147,7 @@ class DistilBertModel(DistilBertPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         config = self.config
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_attentions, output_hidden_states = output_flags(config, output_attentions, output_hidden_states)
         x = self.embeddings(input_ids, inputs_embeds)  # (B, T, C)
         mask = padding_mask(attention_mask, x.dtype)
         hidden_states, attentions = (x,) if output_hidden_states else None, () if output_attentions else None

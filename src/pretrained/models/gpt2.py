@@ -19,7 +19,8 @@ from ..configuration import PretrainedConfig
 from ..heads import CausalLMHead, DecoderSequenceClassificationHead
 from ..layers import get_activation
 from ..masks import causal_mask
-from ..modeling import PreTrainedModel
+from ..generation.cache import forward_cache
+from ..modeling import PreTrainedModel, output_flags
 from ..outputs import BaseModelOutputWithPast, finish
 
 
@@ -145,17 +146,11 @@ class GPT2Model(GPT2PreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         config = self.config
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_attentions, output_hidden_states = output_flags(config, output_attentions, output_hidden_states)
         use_cache = (config.use_cache and not self.training) if use_cache is None else use_cache
         x = self.wte(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, C)
         B, T = x.shape[:2]
-        cache = past_key_values
-        if use_cache and cache is None:
-            from ..generation.cache import DynamicCache
-
-            cache = DynamicCache()
-        past = cache.get_seq_length() if cache is not None else 0
+        cache, past = forward_cache(past_key_values, use_cache)
         if past + T > config.n_positions:
             raise ValueError(f"sequence length {past + T} exceeds n_positions={config.n_positions} of this GPT-2")
         if position_ids is None:

@@ -21,7 +21,7 @@ from ..generation.cache import Cache, EncoderDecoderCache
 from ..heads import Seq2SeqLMHead, encode_decode, seq2seq_output, token_loss
 from ..layers import RMSNorm, get_activation
 from ..masks import causal_mask, padding_mask
-from ..modeling import PreTrainedModel
+from ..modeling import PreTrainedModel, output_flags
 from ..outputs import BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput, Seq2SeqModelOutput, finish
 
 
@@ -250,8 +250,7 @@ class T5Stack(nn.Module):
                 encoder_attention_mask=None, past_key_values=None, use_cache=None, cache_position=None,
                 output_attentions=None, output_hidden_states=None, return_dict=None, **_):
         config = self.config
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_attentions, output_hidden_states = output_flags(config, output_attentions, output_hidden_states)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError(f"the T5 {'decoder' if self.is_decoder else 'encoder'} needs exactly one of input_ids "
                              "or inputs_embeds")
