@@ -163,7 +163,7 @@ class SafetensorsShard:
         return raw.view(dtype).view(info["shape"])
 
     def release(self, name: str) -> None:
-        """Drop the resident pages of `name` once its data was copied elsewhere (into a fused tensor),
+        """Drop the resident pages of `name` once its data was copied into the model's own memory,
         so the copy does not double the memory. Only whole pages inside the tensor go (neighbours keep
         theirs); a later read of `name` faults them back in from the file."""
         start, end = self.header[name]["data_offsets"]
