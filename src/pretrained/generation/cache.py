@@ -242,3 +242,12 @@ def forward_cache(past_key_values: Cache | None, use_cache: bool) -> tuple[Cache
     asks for one) and the number of positions it already holds."""
     cache = DynamicCache() if use_cache and past_key_values is None else past_key_values
     return cache, cache.get_seq_length() if cache is not None else 0
+
+
+def attention_kv(x, encoder_states, project, cache, layer_idx: int, cache_position=None):
+    """Keys and values for one attention call. Self-attention (no encoder_states) projects `x` and
+    appends to the cache; cross-attention projects the encoder states, once per cache."""
+    if encoder_states is None:
+        k, v = project(x)
+        return cache.update(k, v, layer_idx, cache_position) if cache is not None else (k, v)
+    return cache.cross(layer_idx, lambda: project(encoder_states)) if cache is not None else project(encoder_states)

@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from ..heads import Seq2SeqLMHead, encode_decode, seq2seq_output, shift_tokens_right, token_loss
 from ..layers import get_activation
 from ..masks import causal_mask, padding_mask
+from ..generation.cache import attention_kv
 from ..modeling import PreTrainedModel, output_flags
 from ..outputs import BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput, Seq2SeqModelOutput, finish
 from .t5 import _decoder_cache
@@ -150,13 +151,8 @@ class BartAttention(nn.Module):
         B, T, _ = x.shape
         split = lambda t: t.view(B, -1, self.num_heads, self.head_dim).transpose(1, 2)  # noqa: E731  (B, H, T, D)
         q = split(self.q_proj(x))
-        if encoder_states is None:
-            k, v = split(self.k_proj(x)), split(self.v_proj(x))
-            if cache is not None:
-                k, v = cache.update(k, v, self.layer_idx, cache_position)  # (B, H, S, D)
-        else:
-            project = lambda: (split(self.k_proj(encoder_states)), split(self.v_proj(encoder_states)))  # noqa: E731
-            k, v = cache.cross(self.layer_idx, project) if cache is not None else project()
+        project = lambda s: (split(self.k_proj(s)), split(self.v_proj(s)))  # noqa: E731
+        k, v = attention_kv(x, encoder_states, project, cache, self.layer_idx, cache_position)  # (B, H, S, D)
         attend = attention_function(self.config.attn_implementation, output_attentions)
         dropout = self.config.attention_dropout if self.training else 0.0
         y, weights = attend(q, k, v, mask, scale=self.head_dim**-0.5, dropout=dropout, is_causal=is_causal)

@@ -17,7 +17,7 @@ from torch import nn
 from ..attention import attention_function
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError
-from ..generation.cache import Cache, EncoderDecoderCache
+from ..generation.cache import Cache, EncoderDecoderCache, attention_kv
 from ..heads import Seq2SeqLMHead, encode_decode, seq2seq_output, token_loss
 from ..layers import RMSNorm, get_activation
 from ..masks import causal_mask, padding_mask
@@ -130,13 +130,8 @@ class T5Attention(nn.Module):
         B, T, _ = x.shape
         split = lambda t: t.view(B, -1, self.n_heads, self.d_kv).transpose(1, 2)  # noqa: E731  (B, H, T, D)
         q = split(self.q(x))
-        if encoder_states is None:
-            k, v = split(self.k(x)), split(self.v(x))
-            if cache is not None:
-                k, v = cache.update(k, v, self.layer_idx, cache_position)  # (B, H, S, D)
-        else:
-            project = lambda: (split(self.k(encoder_states)), split(self.v(encoder_states)))  # noqa: E731
-            k, v = cache.cross(self.layer_idx, project) if cache is not None else project()
+        project = lambda s: (split(self.k(s)), split(self.v(s)))  # noqa: E731
+        k, v = attention_kv(x, encoder_states, project, cache, self.layer_idx, cache_position)  # (B, H, S, D)
         attend = attention_function(self.config.attn_implementation, output_attentions)
         dropout = self.config.dropout_rate if self.training else 0.0
         y, weights = attend(q, k, v, bias, scale=1.0, dropout=dropout)
