@@ -96,6 +96,7 @@ class PreTrainedModel(nn.Module):
     _keys_to_ignore_on_load_missing: tuple[str, ...] = ()
     checkpoint_rules: tuple = ()  # conversion.Rename / Transpose / Fuse (a property when it depends on the config)
     supports_gradient_checkpointing: bool = False
+    init_std_field: str = "initializer_range"  # config field holding the init std (BART calls it init_std)
 
     def __init__(self, config: PretrainedConfig, *args, **kwargs):
         super().__init__()
@@ -116,7 +117,7 @@ class PreTrainedModel(nn.Module):
 
     def _init_weights(self, module: nn.Module) -> None:
         """Transformers' default init: normal(0, initializer_range) for Linear and Embedding."""
-        std = getattr(self.config, "initializer_range", 0.02)
+        std = getattr(self.config, self.init_std_field, 0.02)
         if isinstance(module, nn.Linear):
             module.weight.data.normal_(0.0, std)
             if module.bias is not None:

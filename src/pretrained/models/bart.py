@@ -271,6 +271,7 @@ class BartStack(nn.Module):
 class BartPreTrainedModel(PreTrainedModel):
     config_class = BartConfig
     base_model_prefix = "model"
+    init_std_field = "init_std"
     _keys_to_ignore_on_load_missing = (r"final_logits_bias$",)
 
     def tied_weights(self) -> dict[str, str]:
@@ -284,20 +285,6 @@ class BartPreTrainedModel(PreTrainedModel):
         if hasattr(self, "lm_head") and self.config.tie_word_embeddings:
             ties["lm_head.weight"] = source
         return ties
-
-    def _init_weights(self, module):
-        std = self.config.init_std
-        if isinstance(module, nn.Linear):
-            module.weight.data.normal_(0.0, std)
-            if module.bias is not None:
-                module.bias.data.zero_()
-        elif isinstance(module, nn.Embedding):
-            module.weight.data.normal_(0.0, std)
-            if module.padding_idx is not None:
-                module.weight.data[module.padding_idx].zero_()
-        elif isinstance(module, nn.LayerNorm):
-            module.weight.data.fill_(1.0)
-            module.bias.data.zero_()
 
 
 class BartModel(BartPreTrainedModel):
