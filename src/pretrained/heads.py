@@ -200,7 +200,17 @@ class MultipleChoiceHead(_Head):
                       self._return_dict(return_dict))
 
 
-class CausalLMHead(GenerationMixin, _Head):
+class LMHeadAccess:
+    """Decoder and encoder-decoder LMs keep their vocabulary projection as `lm_head`."""
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, value):
+        self.lm_head = value
+
+
+class CausalLMHead(GenerationMixin, LMHeadAccess, _Head):
     """Decoder LM: base model, then `lm_head` (no bias; tied to the input embeddings when
     config.tie_word_embeddings). The base model's forward takes past_key_values / use_cache."""
 
@@ -210,12 +220,6 @@ class CausalLMHead(GenerationMixin, _Head):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
         self.init_generation_config()
-
-    def get_output_embeddings(self):
-        return self.lm_head
-
-    def set_output_embeddings(self, value):
-        self.lm_head = value
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
@@ -281,7 +285,7 @@ def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_s
     return shifted.masked_fill(shifted == -100, pad_token_id)
 
 
-class Seq2SeqLMHead(GenerationMixin):
+class Seq2SeqLMHead(GenerationMixin, LMHeadAccess):
     """What encoder-decoder LMs share: decoder inputs from labels and generate()'s step inputs. generate()
     runs `get_encoder()` once; each step then feeds the decoder its new ids with the stored encoder output."""
 
