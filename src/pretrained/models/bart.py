@@ -21,7 +21,7 @@ from ..attention import attention_function
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError
 from ..heads import Seq2SeqLMHead, encode_decode, seq2seq_output, shift_tokens_right, token_loss
-from ..layers import get_activation
+from ..layers import Linear, get_activation
 from ..masks import causal_mask, padding_mask
 from ..generation.cache import attention_kv
 from ..modeling import PreTrainedModel, output_flags
@@ -141,10 +141,10 @@ class BartAttention(nn.Module):
         super().__init__()
         self.config, self.layer_idx, self.num_heads = config, layer_idx, num_heads
         self.head_dim = config.d_model // num_heads
-        self.k_proj = nn.Linear(config.d_model, config.d_model)
-        self.v_proj = nn.Linear(config.d_model, config.d_model)
-        self.q_proj = nn.Linear(config.d_model, config.d_model)
-        self.out_proj = nn.Linear(config.d_model, config.d_model)
+        self.k_proj = Linear(config.d_model, config.d_model)
+        self.v_proj = Linear(config.d_model, config.d_model)
+        self.q_proj = Linear(config.d_model, config.d_model)
+        self.out_proj = Linear(config.d_model, config.d_model)
 
     def forward(self, x, mask, encoder_states=None, cache=None, cache_position=None, output_attentions=False,
                 is_causal=False):
@@ -172,8 +172,8 @@ class BartLayer(nn.Module):
         if is_decoder:
             self.encoder_attn = BartAttention(config, heads, layer_idx)
             self.encoder_attn_layer_norm = nn.LayerNorm(config.d_model)
-        self.fc1 = nn.Linear(config.d_model, ffn)
-        self.fc2 = nn.Linear(ffn, config.d_model)
+        self.fc1 = Linear(config.d_model, ffn)
+        self.fc2 = Linear(ffn, config.d_model)
         self.final_layer_norm = nn.LayerNorm(config.d_model)
         self.act = get_activation(config.activation_function, "activation_function")
         self.dropout = nn.Dropout(config.dropout)
@@ -341,7 +341,7 @@ class BartForConditionalGeneration(Seq2SeqLMHead, BartPreTrainedModel):
         self.model = self.base_model_class(config)
         vocab = getattr(config, "decoder_vocab_size", None) or config.vocab_size
         self.register_buffer("final_logits_bias", torch.zeros(1, vocab))
-        self.lm_head = nn.Linear(config.d_model, vocab, bias=False)
+        self.lm_head = Linear(config.d_model, vocab, bias=False)
         self.post_init()
         self.init_generation_config()
 

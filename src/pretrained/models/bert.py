@@ -14,7 +14,7 @@ from ..attention import attention_function
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError
 from ..heads import MaskedLMHead, MultipleChoiceHead, QuestionAnsweringHead, SequenceClassificationHead, TokenClassificationHead
-from ..layers import get_activation
+from ..layers import Linear, get_activation
 from ..masks import padding_mask
 from ..modeling import PreTrainedModel, output_flags
 from ..outputs import BaseModelOutputWithPooling, finish
@@ -83,9 +83,9 @@ class BertSelfAttention(nn.Module):
         super().__init__()
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
-        self.query = nn.Linear(config.hidden_size, config.hidden_size)
-        self.key = nn.Linear(config.hidden_size, config.hidden_size)
-        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.query = Linear(config.hidden_size, config.hidden_size)
+        self.key = Linear(config.hidden_size, config.hidden_size)
+        self.value = Linear(config.hidden_size, config.hidden_size)
         self.dropout = config.attention_probs_dropout_prob
         self.config = config
 
@@ -103,7 +103,7 @@ class BertSelfOutput(nn.Module):
 
     def __init__(self, config, in_features=None):
         super().__init__()
-        self.dense = nn.Linear(in_features or config.hidden_size, config.hidden_size)
+        self.dense = Linear(in_features or config.hidden_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -125,7 +125,7 @@ class BertAttention(nn.Module):
 class BertIntermediate(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.dense = Linear(config.hidden_size, config.intermediate_size)
         self.act = get_activation(config.hidden_act)
 
     def forward(self, x):
@@ -169,7 +169,7 @@ class BertEncoder(nn.Module):
 class BertPooler(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = Linear(config.hidden_size, config.hidden_size)
         self.activation = nn.Tanh()
 
     def forward(self, hidden_states):
@@ -219,10 +219,10 @@ class BertLMPredictionHead(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.transform = nn.Module()
-        self.transform.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.transform.dense = Linear(config.hidden_size, config.hidden_size)
         self.transform.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.act = get_activation(config.hidden_act)
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.decoder = Linear(config.hidden_size, config.vocab_size, bias=False)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, x):
@@ -251,7 +251,7 @@ class BertForSequenceClassification(SequenceClassificationHead, BertPreTrainedMo
 
     def build_classifier(self, config):
         self.dropout = nn.Dropout(self.head_dropout(config))
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.classifier = Linear(config.hidden_size, config.num_labels)
 
     def classify(self, out):
         return self.classifier(self.dropout(out.pooler_output))
@@ -263,7 +263,7 @@ class BertForMultipleChoice(MultipleChoiceHead, BertPreTrainedModel):
 
     def build_classifier(self, config):
         self.dropout = nn.Dropout(self.head_dropout(config))
-        self.classifier = nn.Linear(config.hidden_size, 1)
+        self.classifier = Linear(config.hidden_size, 1)
 
     def classify(self, out):
         return self.classifier(self.dropout(out.pooler_output))

@@ -11,7 +11,7 @@ from torch.utils.checkpoint import checkpoint
 from ..attention import attention_function
 from ..configuration import PretrainedConfig
 from ..heads import MaskedLMHead, MultipleChoiceHead, QuestionAnsweringHead, SequenceClassificationHead, TokenClassificationHead
-from ..layers import get_activation
+from ..layers import Linear, get_activation
 from ..masks import padding_mask
 from ..modeling import PreTrainedModel, output_flags
 from ..outputs import BaseModelOutput, finish
@@ -72,10 +72,10 @@ class MultiHeadSelfAttention(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.n_heads, self.head_dim = config.n_heads, config.dim // config.n_heads
-        self.q_lin = nn.Linear(config.dim, config.dim)
-        self.k_lin = nn.Linear(config.dim, config.dim)
-        self.v_lin = nn.Linear(config.dim, config.dim)
-        self.out_lin = nn.Linear(config.dim, config.dim)
+        self.q_lin = Linear(config.dim, config.dim)
+        self.k_lin = Linear(config.dim, config.dim)
+        self.v_lin = Linear(config.dim, config.dim)
+        self.out_lin = Linear(config.dim, config.dim)
         self.dropout = config.attention_dropout
         self.config = config
 
@@ -91,8 +91,8 @@ class MultiHeadSelfAttention(nn.Module):
 class FFN(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.lin1 = nn.Linear(config.dim, config.hidden_dim)
-        self.lin2 = nn.Linear(config.hidden_dim, config.dim)
+        self.lin1 = Linear(config.dim, config.hidden_dim)
+        self.lin2 = Linear(config.hidden_dim, config.dim)
         self.activation = get_activation(config.activation, "activation")
         self.dropout = nn.Dropout(config.dropout)
 
@@ -177,8 +177,8 @@ class _PreClassifier:
     n_outputs = None  # None: num_labels
 
     def build_classifier(self, config):
-        self.pre_classifier = nn.Linear(config.dim, config.dim)
-        self.classifier = nn.Linear(config.dim, self.n_outputs or config.num_labels)
+        self.pre_classifier = Linear(config.dim, config.dim)
+        self.classifier = Linear(config.dim, self.n_outputs or config.num_labels)
         self.dropout = nn.Dropout(config.seq_classif_dropout)
 
     def classify(self, out):
@@ -190,9 +190,9 @@ class DistilBertForMaskedLM(_DistilBertHead, MaskedLMHead, DistilBertPreTrainedM
 
     def build_lm_head(self, config):
         self.activation = get_activation(config.activation, "activation")
-        self.vocab_transform = nn.Linear(config.dim, config.dim)
+        self.vocab_transform = Linear(config.dim, config.dim)
         self.vocab_layer_norm = nn.LayerNorm(config.dim, eps=1e-12)
-        self.vocab_projector = nn.Linear(config.dim, config.vocab_size)
+        self.vocab_projector = Linear(config.dim, config.vocab_size)
 
     def lm_logits(self, hidden_states):
         x = self.vocab_layer_norm(self.activation(self.vocab_transform(hidden_states)))

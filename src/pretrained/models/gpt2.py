@@ -17,7 +17,7 @@ from .. import conversion
 from ..attention import attention_function
 from ..configuration import PretrainedConfig
 from ..heads import CausalLMHead, DecoderSequenceClassificationHead
-from ..layers import get_activation
+from ..layers import Linear, get_activation
 from ..masks import causal_mask
 from ..generation.cache import forward_cache
 from ..modeling import PreTrainedModel, output_flags
@@ -61,8 +61,8 @@ class GPT2Attention(nn.Module):
         super().__init__()
         self.config, self.layer_idx = config, layer_idx
         self.num_heads, self.head_dim = config.n_head, config.n_embd // config.n_head
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.c_attn = Linear(config.n_embd, 3 * config.n_embd)
+        self.c_proj = Linear(config.n_embd, config.n_embd)
         self.resid_dropout = nn.Dropout(config.resid_pdrop)
         self.scale = (self.head_dim**-0.5 if config.scale_attn_weights else 1.0)
         if config.scale_attn_by_inverse_layer_idx:
@@ -83,8 +83,8 @@ class GPT2MLP(nn.Module):
     def __init__(self, config):
         super().__init__()
         inner = config.n_inner or 4 * config.n_embd
-        self.c_fc = nn.Linear(config.n_embd, inner)
-        self.c_proj = nn.Linear(inner, config.n_embd)
+        self.c_fc = Linear(config.n_embd, inner)
+        self.c_proj = Linear(inner, config.n_embd)
         self.act = get_activation(config.activation_function, "activation_function")
         self.dropout = nn.Dropout(config.resid_pdrop)
 

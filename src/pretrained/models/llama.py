@@ -19,7 +19,7 @@ from ..attention import attention_function
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError
 from ..heads import CausalLMHead, DecoderSequenceClassificationHead
-from ..layers import RMSNorm, RotaryEmbedding, get_activation, rope_parameters, rotate, signed_sin
+from ..layers import Linear, RMSNorm, RotaryEmbedding, get_activation, rope_parameters, rotate, signed_sin
 from ..masks import causal_mask
 from ..generation.cache import forward_cache
 from ..modeling import PreTrainedModel, output_flags
@@ -110,8 +110,8 @@ class LlamaAttention(nn.Module):
         qkv_bias = config.attention_bias if config.qkv_bias is None else config.qkv_bias
         H, Hkv, C = config.num_attention_heads, config.num_key_value_heads, config.hidden_size
         self.num_heads, self.num_kv_heads = H, Hkv
-        self.qkv_proj = nn.Linear(C, (H + 2 * Hkv) * self.head_dim, bias=qkv_bias)
-        self.o_proj = nn.Linear(H * self.head_dim, C, bias=config.attention_bias)
+        self.qkv_proj = Linear(C, (H + 2 * Hkv) * self.head_dim, bias=qkv_bias)
+        self.o_proj = Linear(H * self.head_dim, C, bias=config.attention_bias)
 
     def forward(self, x, cos, sin, mask, cache=None, cache_position=None, output_attentions=False):
         """cos, sin: (B, 1, T, D), sin with its first half negated (`layers.signed_sin`)."""
@@ -134,8 +134,8 @@ class LlamaMLP(nn.Module):
     def __init__(self, config):
         super().__init__()
         C, F_, bias = config.hidden_size, config.intermediate_size, config.mlp_bias
-        self.gate_up_proj = nn.Linear(C, 2 * F_, bias=bias)
-        self.down_proj = nn.Linear(F_, C, bias=bias)
+        self.gate_up_proj = Linear(C, 2 * F_, bias=bias)
+        self.down_proj = Linear(F_, C, bias=bias)
         self.act = get_activation(config.hidden_act)
 
     def forward(self, x):

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..heads import MaskedLMHead, MultipleChoiceHead, QuestionAnsweringHead, SequenceClassificationHead, TokenClassificationHead
+from ..layers import Linear
 from .bert import BertConfig, BertEmbeddings, BertModel, BertPreTrainedModel
 
 
@@ -56,9 +57,9 @@ class RobertaModel(BertModel, RobertaPreTrainedModel):
 class RobertaLMHead(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = Linear(config.hidden_size, config.hidden_size)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.decoder = Linear(config.hidden_size, config.vocab_size, bias=False)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, x):
@@ -70,9 +71,9 @@ class RobertaClassificationHead(nn.Module):
 
     def __init__(self, config, dropout: float):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = Linear(config.hidden_size, config.hidden_size)
         self.dropout = nn.Dropout(dropout)
-        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+        self.out_proj = Linear(config.hidden_size, config.num_labels)
 
     def forward(self, hidden_states):
         x = self.dropout(hidden_states[:, 0])
@@ -109,7 +110,7 @@ class RobertaForMultipleChoice(MultipleChoiceHead, RobertaPreTrainedModel):
 
     def build_classifier(self, config):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.classifier = nn.Linear(config.hidden_size, 1)
+        self.classifier = Linear(config.hidden_size, 1)
 
     def classify(self, out):
         return self.classifier(self.dropout(out.pooler_output))

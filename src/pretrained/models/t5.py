@@ -19,7 +19,7 @@ from ..configuration import PretrainedConfig
 from ..errors import ConfigError
 from ..generation.cache import Cache, EncoderDecoderCache, attention_kv
 from ..heads import Seq2SeqLMHead, encode_decode, seq2seq_output, token_loss
-from ..layers import RMSNorm, get_activation
+from ..layers import Linear, RMSNorm, get_activation
 from ..masks import causal_mask, padding_mask
 from ..modeling import PreTrainedModel, output_flags
 from ..outputs import BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput, Seq2SeqModelOutput, finish
@@ -119,10 +119,10 @@ class T5Attention(nn.Module):
         self.config, self.layer_idx = config, layer_idx
         self.n_heads, self.d_kv = config.num_heads, config.d_kv
         inner = self.n_heads * self.d_kv
-        self.q = nn.Linear(config.d_model, inner, bias=False)
-        self.k = nn.Linear(config.d_model, inner, bias=False)
-        self.v = nn.Linear(config.d_model, inner, bias=False)
-        self.o = nn.Linear(inner, config.d_model, bias=False)
+        self.q = Linear(config.d_model, inner, bias=False)
+        self.k = Linear(config.d_model, inner, bias=False)
+        self.v = Linear(config.d_model, inner, bias=False)
+        self.o = Linear(inner, config.d_model, bias=False)
         if has_relative_attention_bias:
             self.relative_attention_bias = nn.Embedding(config.relative_attention_num_buckets, self.n_heads)
 
@@ -141,8 +141,8 @@ class T5Attention(nn.Module):
 class T5DenseActDense(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.wi = nn.Linear(config.d_model, config.d_ff, bias=False)
-        self.wo = nn.Linear(config.d_ff, config.d_model, bias=False)
+        self.wi = Linear(config.d_model, config.d_ff, bias=False)
+        self.wo = Linear(config.d_ff, config.d_model, bias=False)
         self.dropout = nn.Dropout(config.dropout_rate)
         self.act = get_activation(config.dense_act_fn, "feed_forward_proj")
 
@@ -153,9 +153,9 @@ class T5DenseActDense(nn.Module):
 class T5DenseGatedActDense(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.wi_0 = nn.Linear(config.d_model, config.d_ff, bias=False)
-        self.wi_1 = nn.Linear(config.d_model, config.d_ff, bias=False)
-        self.wo = nn.Linear(config.d_ff, config.d_model, bias=False)
+        self.wi_0 = Linear(config.d_model, config.d_ff, bias=False)
+        self.wi_1 = Linear(config.d_model, config.d_ff, bias=False)
+        self.wo = Linear(config.d_ff, config.d_model, bias=False)
         self.dropout = nn.Dropout(config.dropout_rate)
         self.act = get_activation(config.dense_act_fn, "feed_forward_proj")
 
@@ -378,7 +378,7 @@ class T5ForConditionalGeneration(Seq2SeqLMHead, T5PreTrainedModel):
         self.shared = nn.Embedding(config.vocab_size, config.d_model)
         self.encoder = T5Stack(config, self.shared, is_decoder=False)
         self.decoder = T5Stack(config, self.shared, is_decoder=True)
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.d_model, config.vocab_size, bias=False)
         self.post_init()
         self.init_generation_config()
 

@@ -1,0 +1,46 @@
+"""layers.Linear: the oneDNN inference path agrees with F.linear, and autograd never takes it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pretrained import layers
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 768), (8, 1, 768), (2, 33, 768), (0, 768)])
+def test_linear_matches_f_linear(shape):
+    torch.manual_seed(0)
+    w, b, x = torch.randn(3000, 768) * 0.02, torch.randn(3000), torch.randn(*shape)
+    with torch.no_grad():
+        torch.testing.assert_close(layers.linear(x, w, b), F.linear(x, w, b), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(layers.linear(x, w), F.linear(x, w), atol=1e-5, rtol=1e-5)
+
+
+def test_linear_takes_onednn_only_where_no_gradient_is_needed(monkeypatch):
+    if layers._onednn_linear is None:
+        pytest.skip("this torch build has no oneDNN linear")
+    calls = []
+    monkeypatch.setattr(layers, "_onednn_linear", lambda *a: calls.append(1) or F.linear(*a[:3]))
+    m = layers.Linear(768, 3000)
+    x = torch.randn(4, 768)
+    with torch.no_grad():
+        m(x)
+    assert calls == [1]
+    m(x).sum().backward()  # parameters require grad: plain F.linear, with its gradient
+    assert calls == [1] and m.weight.grad is not None
+    with torch.no_grad():
+        layers.Linear(64, 64)(torch.randn(1, 64))  # too little work to repay oneDNN's fixed cost
+        m.double()(x.double())  # float64 stays on F.linear
+    assert calls == [1]
+
+
+def test_linear_gradient_equals_nn_linear():
+    torch.manual_seed(0)
+    ours, ref = layers.Linear(768, 3000), torch.nn.Linear(768, 3000)
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(4, 768)
+    ours(x).pow(2).sum().backward()
+    ref(x).pow(2).sum().backward()
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad)
