@@ -293,16 +293,6 @@ class Seq2SeqLMHead(GenerationMixin, LMHeadAccess):
     def get_encoder(self):
         return self.encoder
 
-    def tie_weights(self) -> None:
-        super().tie_weights()
-        # The LM head's (V, C) weight is kept column-major (a transposed contiguous (C, V) tensor seen as (V, C)):
-        # BLAS multiplies a few decoder rows by it 1.2-1.4x faster. Logits are bit-identical from 4 rows on (beam
-        # search, batches); for 1-3 rows MKL's matrix-vector path rounds differently (~1e-6 relative, inside the
-        # 1e-5 parity). Tied, the embedding shares it; a lookup of a few rows barely notices. Runs after init and load.
-        weight = self.get_output_embeddings().weight
-        if not weight.is_meta and weight.dim() == 2 and weight.is_contiguous():
-            weight.data = weight.data.t().contiguous().t()
-
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id, type(self).__name__)
 

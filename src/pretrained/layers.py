@@ -23,8 +23,8 @@ def _find_onednn_linear():
 
 
 _onednn_linear = _find_onednn_linear()
-# Below ~1M multiply-adds the fixed cost of a oneDNN call (~10 us) outweighs its faster kernel.
-_ONEDNN_MIN_WORK = 1 << 20
+# Below ~0.5M multiply-adds the fixed cost of a oneDNN call (~10 us) outweighs its faster kernel.
+_ONEDNN_MIN_WORK = 1 << 19
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

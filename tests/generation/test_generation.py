@@ -177,6 +177,27 @@ def test_dynamic_cache_grows_and_reorders():
     assert torch.equal(cache[0][0][0], cache[0][0][1])
 
 
+@pytest.mark.parametrize("make", [pretrained.DynamicCache, lambda: pretrained.StaticCache(max_cache_len=80)])
+def test_cache_reorders_interleaved_with_growth_equal_plain_indexing(make):
+    """reorder_cache swaps in a second buffer: written slots must equal plain indexing after any mix of
+    updates (a dynamic buffer doubling past 64 slots included) and reorders, layer by layer."""
+    cache, g = make(), torch.Generator().manual_seed(0)
+    expected = [torch.empty(4, 2, 0, 3), torch.empty(4, 2, 0, 3)]
+    for step, T in enumerate([5, 1, 1, 60, 1, 1]):
+        for layer in range(2):
+            k = torch.randn(4, 2, T, 3, generator=g)
+            cache.update(k, -k, layer)
+            expected[layer] = torch.cat([expected[layer], k], dim=2)
+        index = torch.randint(0, 4, (4,), generator=g)
+        cache.reorder_cache(index)
+        expected = [e[index] for e in expected]
+        for layer in range(2):
+            n = expected[layer].shape[2]
+            keys, values = cache._keys[layer][:, :, :n], cache._values[layer][:, :, :n]
+            assert torch.equal(keys, expected[layer]) and torch.equal(values, -expected[layer]), (step, layer)
+            assert cache._keys[layer][:, :, n:].isfinite().all() or not cache.is_static
+
+
 def test_static_cache_overflow_is_an_error():
     cache = pretrained.StaticCache(max_cache_len=4)
     k = torch.zeros(1, 1, 3, 2)

@@ -27,6 +27,7 @@ class Cache:
         self._keys: list[torch.Tensor] = []
         self._values: list[torch.Tensor] = []
         self._lengths: list[int] = []
+        self._spares: list[tuple[torch.Tensor, torch.Tensor]] = []  # reorder_cache's second buffers
 
     def update(self, k: torch.Tensor, v: torch.Tensor, layer_idx: int, cache_position=None):
         raise NotImplementedError
@@ -59,13 +60,23 @@ class Cache:
         return list(self)
 
     def reorder_cache(self, beam_idx: torch.Tensor) -> None:
-        """Beam search: row i of the batch becomes row beam_idx[i]. Only the written slots move
-        (a buffer's spare room is not copied), in place."""
+        """Beam search: row i of the batch becomes row beam_idx[i]. Only the written slots move, in one
+        copy into a second buffer of the same shape that then takes the first one's place (in place,
+        a reorder costs two copies, and beam search reorders every layer at every step)."""
         for i in range(len(self._keys)):
-            index = beam_idx.to(self._keys[i].device)
-            n = self._lengths[i]
-            self._keys[i][:, :, :n] = self._keys[i][:, :, :n].index_select(0, index)
-            self._values[i][:, :, :n] = self._values[i][:, :, :n].index_select(0, index)
+            keys, values = self._keys[i], self._values[i]
+            index, n = beam_idx.to(keys.device), self._lengths[i]
+            spare_keys, spare_values = self._spares[i] if i < len(self._spares) else (None, None)
+            if spare_keys is None or spare_keys.shape != keys.shape:
+                # zeros: a static cache hands its unwritten (masked) slots to the attention, and 0 * NaN is NaN
+                spare_keys, spare_values = torch.zeros_like(keys), torch.zeros_like(values)
+            torch.index_select(keys[:, :, :n], 0, index, out=spare_keys[:, :, :n])
+            torch.index_select(values[:, :, :n], 0, index, out=spare_values[:, :, :n])
+            self._keys[i], self._values[i] = spare_keys, spare_values
+            if i < len(self._spares):
+                self._spares[i] = (keys, values)
+            else:
+                self._spares.append((keys, values))
 
     def batch_repeat_interleave(self, repeats: int) -> None:
         for i in range(len(self._keys)):
