@@ -62,6 +62,30 @@ def register_attention(name: str, fn: AttentionFunction) -> None:
     ATTENTION_FUNCTIONS[name] = fn
 
 
+def attend(fn: AttentionFunction, q, k, v, mask=None, **options):
+    """`fn(q, k, v, mask, **options)`, where q may hold g consecutive rows per row of k and v: generate()
+    keeps one encoder output per prompt for its g beams (or samples). Those g rows attend as g * T query
+    positions of one row, so cross-attention reads each prompt's keys once, not once per beam."""
+    Bq, Bk = q.shape[0], k.shape[0]
+    if Bq == Bk:
+        return fn(q, k, v, mask, **options)
+    g = Bq // Bk
+    if g * Bk != Bq or options.get("is_causal"):
+        raise ValueError(f"attention: {Bq} query rows cannot share {Bk} rows of keys (need a multiple, not causal)")
+    _, H, T, D = q.shape
+    S = k.shape[2]
+    q = q.view(Bk, g, H, T, D).transpose(1, 2).reshape(Bk, H, g * T, D)
+    if mask is not None and mask.shape[0] == Bq:  # a mask per query row: its g rows follow each other too
+        mask = mask.expand(Bq, mask.shape[1], T, S).reshape(Bk, g, -1, T, S).transpose(1, 2).reshape(Bk, -1, g * T, S)
+    elif mask is not None and mask.shape[2] == T > 1:  # one mask per key row, repeated for each of the g rows
+        mask = mask[:, :, None].expand(mask.shape[0], mask.shape[1], g, T, S).reshape(mask.shape[0], -1, g * T, S)
+    out, weights = fn(q, k, v, mask, **options)  # (Bk, H, g * T, D)
+    out = out.view(Bk, H, g, T, D).transpose(1, 2).reshape(Bq, H, T, D)
+    if weights is not None:
+        weights = weights.view(Bk, H, g, T, S).transpose(1, 2).reshape(Bq, H, T, S)
+    return out, weights
+
+
 def attention_function(name: str | None, need_weights: bool = False) -> AttentionFunction:
     if need_weights:
         return eager_attention

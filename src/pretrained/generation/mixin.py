@@ -123,8 +123,8 @@ class GenerationMixin:
     # --- pieces ---
 
     def _start_decoder(self, config, input_ids, attention_mask, model_kwargs: dict, eos_ids):
-        """Encoder-decoders: run the encoder once on the prompt, put its output (repeated for every beam or
-        returned sequence) and mask in `model_kwargs`, and return the decoder's first ids and mask."""
+        """Encoder-decoders: run the encoder once on the prompt, put its output and mask in `model_kwargs`,
+        and return the decoder's first ids and mask."""
         encoder_outputs = model_kwargs.get("encoder_outputs")
         if encoder_outputs is None:
             if input_ids is None and model_kwargs.get("inputs_embeds") is None:
@@ -137,10 +137,8 @@ class GenerationMixin:
             encoder_outputs = BaseModelOutput(*encoder_outputs)
         hidden = encoder_outputs.last_hidden_state  # (B, S, C)
         B = hidden.shape[0]
-        expand = config.num_beams if config.num_beams > 1 else config.num_return_sequences
-        if expand > 1:
-            encoder_outputs = BaseModelOutput(hidden.repeat_interleave(expand, dim=0))
-            attention_mask = None if attention_mask is None else attention_mask.repeat_interleave(expand, dim=0)
+        # not repeated per beam or returned sequence: cross-attention lets the decoder's B * beams rows
+        # share their prompt's keys (attention.attend), projected and read once per prompt
         model_kwargs["encoder_outputs"] = encoder_outputs
         model_kwargs["encoder_attention_mask"] = attention_mask
 

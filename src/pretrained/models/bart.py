@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attention import attention_function
+from ..attention import attend, attention_function
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError
 from ..heads import Seq2SeqLMHead, encode_decode, seq2seq_output, shift_tokens_right, token_loss
@@ -149,13 +149,13 @@ class BartAttention(nn.Module):
     def forward(self, x, mask, encoder_states=None, cache=None, cache_position=None, output_attentions=False,
                 is_causal=False):
         B, T, _ = x.shape
-        split = lambda t: t.view(B, -1, self.num_heads, self.head_dim).transpose(1, 2)  # noqa: E731  (B, H, T, D)
+        split = lambda t: t.view(t.shape[0], -1, self.num_heads, self.head_dim).transpose(1, 2)  # noqa: E731  (B, H, T, D)
         q = split(self.q_proj(x))
         project = lambda s: (split(self.k_proj(s)), split(self.v_proj(s)))  # noqa: E731
         k, v = attention_kv(x, encoder_states, project, cache, self.layer_idx, cache_position)  # (B, H, S, D)
-        attend = attention_function(self.config.attn_implementation, output_attentions)
+        backend = attention_function(self.config.attn_implementation, output_attentions)
         dropout = self.config.attention_dropout if self.training else 0.0
-        y, weights = attend(q, k, v, mask, scale=self.head_dim**-0.5, dropout=dropout, is_causal=is_causal)
+        y, weights = attend(backend, q, k, v, mask, scale=self.head_dim**-0.5, dropout=dropout, is_causal=is_causal)
         return self.out_proj(y.transpose(1, 2).reshape(B, T, -1)), weights
 
 

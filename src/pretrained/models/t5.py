@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from ..attention import attention_function
+from ..attention import attend, attention_function
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError
 from ..generation.cache import Cache, EncoderDecoderCache, attention_kv
@@ -128,13 +128,13 @@ class T5Attention(nn.Module):
 
     def forward(self, x, bias, encoder_states=None, cache=None, cache_position=None, output_attentions=False):
         B, T, _ = x.shape
-        split = lambda t: t.view(B, -1, self.n_heads, self.d_kv).transpose(1, 2)  # noqa: E731  (B, H, T, D)
+        split = lambda t: t.view(t.shape[0], -1, self.n_heads, self.d_kv).transpose(1, 2)  # noqa: E731  (B, H, T, D)
         q = split(self.q(x))
         project = lambda s: (split(self.k(s)), split(self.v(s)))  # noqa: E731
         k, v = attention_kv(x, encoder_states, project, cache, self.layer_idx, cache_position)  # (B, H, S, D)
-        attend = attention_function(self.config.attn_implementation, output_attentions)
+        backend = attention_function(self.config.attn_implementation, output_attentions)
         dropout = self.config.dropout_rate if self.training else 0.0
-        y, weights = attend(q, k, v, bias, scale=1.0, dropout=dropout)
+        y, weights = attend(backend, q, k, v, bias, scale=1.0, dropout=dropout)
         return self.o(y.transpose(1, 2).reshape(B, T, -1)), weights
 
 
