@@ -6,6 +6,8 @@
 Each case: a random checkpoint written by transformers, loaded by both libraries, 128 new tokens
 from a 32-token prompt (min_new_tokens forces the full length), ms per decode step and the ratio.
 For batch 1 the memory-bandwidth floor (weight bytes / measured copy bandwidth) is printed too.
+The ~300M Llama cases also report each library's peak resident memory for load + generate, measured
+in a fresh process per library (`--peak LIBRARY FOLDER BATCH` is that process).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -84,9 +87,38 @@ def run_case(name: str, reps: int, bandwidth: float) -> None:
             line += f"  | bandwidth floor {floor:.2f} ms/token -> pretrained at {floor / ours_ms:.0%} of it"
         print(line, flush=True)
         del theirs, ours
+        if name.startswith("llama300m"):
+            ours_mb, theirs_mb = (peak_rss_mb(library, folder, batch) for library in ("pretrained", "transformers"))
+            print(f"{'':14s} peak RSS, load + generate in a fresh process: pretrained {ours_mb:.0f} MB  "
+                  f"transformers {theirs_mb:.0f} MB  ratio {ours_mb / theirs_mb:.2f}", flush=True)
+
+
+def peak_rss_mb(library: str, folder: str, batch: int) -> float:
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--peak", library, folder, str(batch)],
+                         check=True, capture_output=True, text=True).stdout
+    return float(out.split()[-1])
+
+
+def peak_run(library: str, folder: str, batch: int) -> None:
+    """Load `folder` with one library, generate once, print the process's peak RSS in MB."""
+    torch.set_grad_enabled(False)
+    if library == "pretrained":
+        import pretrained
+        model = pretrained.AutoModelForCausalLM.from_pretrained(folder)
+    else:
+        import transformers
+        model = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+    ids = torch.randint(3, model.config.vocab_size, (batch, PROMPT), generator=torch.Generator().manual_seed(0))
+    model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW, min_new_tokens=NEW,
+                   do_sample=False, pad_token_id=0)
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the (large) benchmark process across exec
+    with open("/proc/self/status") as status:
+        print(next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024)
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--peak"]:
+        return peak_run(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     parser = argparse.ArgumentParser()
     parser.add_argument("--cases", nargs="*", default=list(CASES))
     parser.add_argument("--reps", type=int, default=5)
