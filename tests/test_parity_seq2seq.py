@@ -168,6 +168,36 @@ def test_generate_forced_bos_and_scores(pair):
     torch.testing.assert_close(a.sequences_scores, b.sequences_scores, atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("beams", [1, 3])
+@pytest.mark.parametrize("name", ["t5", "bart"])
+def test_generate_dict_with_attentions_and_hidden_states(pair, name, beams):
+    """return_dict_in_generate on an encoder-decoder: Transformers' encoder-decoder output class, with the
+    encoder's attentions/hidden states (one row per prompt) and per step the decoder's self- and
+    cross-attentions and hidden states (one row per beam), all equal to transformers' eager path."""
+    import transformers
+
+    ours, _, folder = pair(name)
+    theirs = getattr(transformers, FAMILIES[name][1]).from_pretrained(folder, attn_implementation="eager").eval()
+    ids, mask = batch(FAMILIES[name][4])
+    kwargs = dict(max_new_tokens=4, min_new_tokens=4, num_beams=beams, return_dict_in_generate=True,
+                  output_scores=True, output_attentions=True, output_hidden_states=True)
+    a = ours.generate(input_ids=ids, attention_mask=mask, **kwargs)
+    b = theirs.generate(input_ids=ids, attention_mask=mask, **kwargs)
+    assert type(a).__name__ == type(b).__name__
+    assert a.sequences.tolist() == b.sequences.tolist()
+    fields = ["scores", "encoder_attentions", "encoder_hidden_states", "decoder_attentions", "cross_attentions",
+              "decoder_hidden_states"]
+    flat = lambda t: [t] if isinstance(t, torch.Tensor) else [u for v in t for u in flat(v)]  # noqa: E731
+    for field in fields:
+        x, y = getattr(a, field), getattr(b, field)
+        assert x is not None and len(x) == len(y), field
+        for u, v in zip(flat(x), flat(y)):
+            assert u.shape == v.shape, field
+            if field == "encoder_hidden_states":  # at real tokens: padding positions, see test_minilm
+                u, v = u[mask.bool()], v[mask.bool()]
+            torch.testing.assert_close(u, v, atol=1e-5, rtol=0, msg=field)
+
+
 def test_generate_pad_inferred_mask_and_decoder_prefix(pair):
     """decoder_input_ids continue a given prefix. Without attention_mask, the prompt's pad tokens are masked,
     as Transformers 4 did; Transformers 5.23 stopped inferring the encoder mask, so it gets it explicitly."""

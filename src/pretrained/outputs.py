@@ -181,3 +181,31 @@ class GenerateBeamDecoderOnlyOutput(ModelOutput):
     attentions: Tensors = None
     hidden_states: Tensors = None
     past_key_values: Any = None
+
+
+@dataclass
+class GenerateEncoderDecoderOutput(ModelOutput):
+    sequences: Tensor = None
+    scores: Tensors = None
+    logits: Tensors = None
+    encoder_attentions: Tensors = None  # per encoder layer, (B, H, S, S): one row per prompt
+    encoder_hidden_states: Tensors = None
+    decoder_attentions: Tensors = None  # per step, per decoder layer
+    cross_attentions: Tensors = None
+    decoder_hidden_states: Tensors = None
+    past_key_values: Any = None
+
+
+@dataclass
+class GenerateBeamEncoderDecoderOutput(ModelOutput):
+    sequences: Tensor = None
+    sequences_scores: Tensor = None
+    scores: Tensors = None
+    logits: Tensors = None
+    beam_indices: Tensor = None
+    encoder_attentions: Tensors = None
+    encoder_hidden_states: Tensors = None
+    decoder_attentions: Tensors = None
+    cross_attentions: Tensors = None
+    decoder_hidden_states: Tensors = None
+    past_key_values: Any = None

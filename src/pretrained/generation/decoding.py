@@ -10,12 +10,14 @@ forward returns `.logits` (B, T, V) for the kept positions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from ..outputs import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput
+from ..outputs import (GenerateBeamDecoderOnlyOutput, GenerateBeamEncoderDecoderOutput, GenerateDecoderOnlyOutput,
+                       GenerateEncoderDecoderOutput)
 
 
 class Stepper:
@@ -83,30 +85,52 @@ class Stepper:
 
 @dataclass
 class Recorder:
-    """What return_dict_in_generate asked to keep, step by step."""
+    """What return_dict_in_generate asked to keep, step by step, and the output object it ends as.
+    An encoder-decoder's steps record the decoder's self- and cross-attentions, beside its encoder's."""
 
     scores: tuple | None = None
     logits: tuple | None = None
     attentions: tuple | None = None
+    cross_attentions: tuple | None = None
     hidden_states: tuple | None = None
-    steps: list = field(default_factory=list)
+    encoder_outputs: Any = None
 
     @classmethod
-    def create(cls, config) -> "Recorder":
+    def create(cls, config, stepper: Stepper) -> "Recorder":
         on = config.return_dict_in_generate
+        encoder_outputs = stepper.kwargs.get("encoder_outputs")
+        attentions = on and config.output_attentions
         return cls(() if on and config.output_scores else None, () if on and config.output_logits else None,
-                   () if on and config.output_attentions else None, () if on and config.output_hidden_states else None)
+                   () if attentions else None, () if attentions and encoder_outputs is not None else None,
+                   () if on and config.output_hidden_states else None, encoder_outputs)
 
     def add(self, scores, logits, stepper: Stepper) -> None:
         if self.scores is not None:
             self.scores += (scores,)
         if self.logits is not None:
             self.logits += (logits,)
-        out = stepper.last_outputs
+        out, seq2seq = stepper.last_outputs, self.encoder_outputs is not None
         if self.attentions is not None:
-            self.attentions += (out.attentions,)
+            self.attentions += (out.decoder_attentions if seq2seq else out.attentions,)
+        if self.cross_attentions is not None:
+            self.cross_attentions += (out.cross_attentions,)
         if self.hidden_states is not None:
-            self.hidden_states += (out.hidden_states,)
+            self.hidden_states += (out.decoder_hidden_states if seq2seq else out.hidden_states,)
+
+    def output(self, sequences: torch.Tensor, cache, **beam):
+        """Transformers' class for this run: (Beam)(DecoderOnly|EncoderDecoder)Output; `beam` holds
+        sequences_scores and beam_indices."""
+        steps = dict(scores=self.scores, logits=self.logits)
+        if self.encoder_outputs is None:
+            cls = GenerateBeamDecoderOnlyOutput if beam else GenerateDecoderOnlyOutput
+            steps.update(attentions=self.attentions, hidden_states=self.hidden_states)
+        else:
+            cls = GenerateBeamEncoderDecoderOutput if beam else GenerateEncoderDecoderOutput
+            encoder = self.encoder_outputs
+            steps.update(encoder_attentions=encoder.attentions, encoder_hidden_states=encoder.hidden_states,
+                         decoder_attentions=self.attentions, cross_attentions=self.cross_attentions,
+                         decoder_hidden_states=self.hidden_states)
+        return cls(sequences=sequences, **beam, **steps, past_key_values=cache)
 
 
 def sample(stepper: Stepper, input_ids: torch.Tensor, max_length: int, processors, stopping, do_sample: bool,
@@ -116,7 +140,7 @@ def sample(stepper: Stepper, input_ids: torch.Tensor, max_length: int, processor
     sequences = input_ids.new_full((B, max_length), pad_token_id if pad_token_id is not None else 0)
     sequences[:, :L] = input_ids
     unfinished = torch.ones(B, dtype=torch.bool, device=input_ids.device)
-    record = Recorder.create(config)
+    record = Recorder.create(config, stepper)
     logits = stepper.prefill(input_ids)
     cur = L
     while True:
@@ -144,8 +168,7 @@ def sample(stepper: Stepper, input_ids: torch.Tensor, max_length: int, processor
     sequences = sequences[:, :cur]
     if not config.return_dict_in_generate:
         return sequences
-    return GenerateDecoderOnlyOutput(sequences, record.scores, record.logits, record.attentions,
-                                     record.hidden_states, stepper.cache)
+    return record.output(sequences, stepper.cache)
 
 
 def beam_search(stepper: Stepper, input_ids: torch.Tensor, max_length: int, processors, stopping,
@@ -174,7 +197,7 @@ def beam_search(stepper: Stepper, input_ids: torch.Tensor, max_length: int, proc
     improvable = torch.ones(B, 1, dtype=torch.bool, device=device)
     running_indices = torch.full((B, num_beams, max_length - L), -1, dtype=torch.int32, device=device)
     finished_indices = running_indices.clone()
-    record = Recorder.create(config)
+    record = Recorder.create(config, stepper)
     batch_offset = torch.arange(B, device=device)[:, None] * num_beams
 
     def gather(t, idx):  # t (B, K, ...) rows picked by idx (B, K')
@@ -245,5 +268,5 @@ def beam_search(stepper: Stepper, input_ids: torch.Tensor, max_length: int, proc
     sequences, indices = sequences[:, :L + generated], indices[:, :generated]
     if not config.return_dict_in_generate:
         return sequences
-    return GenerateBeamDecoderOnlyOutput(sequences, scores if config.output_scores else None, record.scores,
-                                         record.logits, indices, record.attentions, record.hidden_states, stepper.cache)
+    return record.output(sequences, stepper.cache, sequences_scores=scores if config.output_scores else None,
+                         beam_indices=indices)

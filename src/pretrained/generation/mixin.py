@@ -131,8 +131,12 @@ class GenerationMixin:
                 raise ValueError(f"{type(self).__name__}.generate() needs input_ids (the encoder's input) or encoder_outputs")
             if attention_mask is None and input_ids is not None:
                 attention_mask = _default_attention_mask(input_ids, config, eos_ids)
+            record = config.return_dict_in_generate  # the encoder's attentions/hidden states go in the output
             encoder_outputs = self.get_encoder()(input_ids=input_ids, attention_mask=attention_mask,
-                                                 inputs_embeds=model_kwargs.pop("inputs_embeds", None), return_dict=True)
+                                                 inputs_embeds=model_kwargs.pop("inputs_embeds", None),
+                                                 output_attentions=record and config.output_attentions,
+                                                 output_hidden_states=record and config.output_hidden_states,
+                                                 return_dict=True)
         elif isinstance(encoder_outputs, (tuple, list)):
             encoder_outputs = BaseModelOutput(*encoder_outputs)
         hidden = encoder_outputs.last_hidden_state  # (B, S, C)
