@@ -198,6 +198,28 @@ def test_generate_dict_with_attentions_and_hidden_states(pair, name, beams):
             torch.testing.assert_close(u, v, atol=1e-5, rtol=0, msg=field)
 
 
+@pytest.mark.parametrize("name", ["t5", "t5-gated-untied"])
+def test_float16_keeps_t5_feed_forward_output_in_float32(pair, name):
+    """T5's `wo` overflows float16 (the reason transformers keeps it in float32 when loading in float16):
+    the same parameters get the same dtypes, and the logits equal transformers' float16 model's."""
+    import transformers
+
+    _, _, folder = pair(name)
+    ours = pretrained.AutoModelForSeq2SeqLM.from_pretrained(folder, dtype=torch.float16)
+    theirs = transformers.T5ForConditionalGeneration.from_pretrained(folder, dtype=torch.float16).eval()
+    dtypes = lambda m: {k: p.dtype for k, p in m.named_parameters()}  # noqa: E731
+    assert dtypes(ours) == dtypes(theirs)
+    assert ours.decoder.block[0].layer[2].DenseReluDense.wo.weight.dtype == torch.float32
+    assert ours.encoder.block[0].layer[0].SelfAttention.q.weight.dtype == torch.float16
+    ids, mask = batch(0)
+    dec = torch.randint(3, 70, (3, 4), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        a = ours(input_ids=ids, attention_mask=mask, decoder_input_ids=dec).logits
+        b = theirs(input_ids=ids, attention_mask=mask, decoder_input_ids=dec).logits
+    assert a.dtype == b.dtype == torch.float16
+    torch.testing.assert_close(a, b, atol=0, rtol=0)  # same kernels, same dtypes at every step: equal
+
+
 def test_generate_pad_inferred_mask_and_decoder_prefix(pair):
     """decoder_input_ids continue a given prefix. Without attention_mask, the prompt's pad tokens are masked,
     as Transformers 4 did; Transformers 5.23 stopped inferring the encoder mask, so it gets it explicitly."""

@@ -94,6 +94,8 @@ class PreTrainedModel(nn.Module):
     _tied_weights_keys: dict[str, str] = {}
     _keys_to_ignore_on_load_unexpected: tuple[str, ...] = ()  # regexes
     _keys_to_ignore_on_load_missing: tuple[str, ...] = ()
+    # modules (a name anywhere in a parameter's path) kept in float32 when loading in float16 (T5's `wo`)
+    _keep_in_fp32_modules: tuple[str, ...] = ()
     checkpoint_rules: tuple = ()  # conversion.Rename / Transpose / Fuse (a property when it depends on the config)
     supports_gradient_checkpointing: bool = False
     init_std_field: str = "initializer_range"  # config field holding the init std (BART calls it init_std)
@@ -308,8 +310,9 @@ class PreTrainedModel(nn.Module):
             # pages it came from, so memory holds the weights about once.
             shard = key_to_shard[ckpt_keys[0]]
             stored = shard.dtype(ckpt_keys[0])
-            if dtype is not None and stored.is_floating_point and current.is_floating_point():
-                wanted = dtype
+            key_dtype = self._load_dtype(key, dtype)
+            if key_dtype is not None and stored.is_floating_point and current.is_floating_point():
+                wanted = key_dtype
             else:  # parameters on meta take the checkpoint's dtype; real buffers keep theirs
                 wanted = stored if current.device.type == "meta" else current.dtype
             if len(ckpt_keys) == 1 and not transposed and stored == wanted:
@@ -319,8 +322,8 @@ class PreTrainedModel(nn.Module):
                 tensor = parts[0] if len(parts) == 1 else torch.cat(parts)  # fused parts stack along dim 0
                 if transposed:
                     tensor = tensor.t().contiguous()
-                if tensor.is_floating_point() and current.is_floating_point() and dtype is not None:
-                    tensor = tensor.to(dtype)
+                if tensor.is_floating_point() and current.is_floating_point() and key_dtype is not None:
+                    tensor = tensor.to(key_dtype)
                 elif tensor.dtype != current.dtype and current.device.type != "meta":
                     tensor = tensor.to(current.dtype)
                 if any(tensor.untyped_storage().data_ptr() == p.untyped_storage().data_ptr() for p in parts):
@@ -340,6 +343,12 @@ class PreTrainedModel(nn.Module):
         return {"missing_keys": missing, "unexpected_keys": unexpected,
                 "mismatched_keys": mismatched, "error_msgs": []}
 
+    def _load_dtype(self, key: str, dtype: torch.dtype | None) -> torch.dtype | None:
+        """The dtype parameter `key` loads in: `dtype`, except float32 for `_keep_in_fp32_modules` in float16."""
+        if dtype == torch.float16 and set(key.split(".")) & set(self._keep_in_fp32_modules):
+            return torch.float32
+        return dtype
+
     def _materialize_missing(self, dtype: torch.dtype | None) -> None:
         """Parameters still on meta were not in the checkpoint: allocate and initialise them."""
         tied_targets = set(self.tied_weights())
@@ -351,7 +360,8 @@ class PreTrainedModel(nn.Module):
             loaded = {n: p.detach().clone() for n, p in module.named_parameters(recurse=False) if n not in meta}
             for n in meta:
                 p = module._parameters[n]
-                real = torch.empty(p.shape, dtype=dtype if dtype and p.is_floating_point() else p.dtype)
+                key_dtype = self._load_dtype(f"{module_name}.{n}", dtype)
+                real = torch.empty(p.shape, dtype=key_dtype if key_dtype and p.is_floating_point() else p.dtype)
                 module._parameters[n] = nn.Parameter(real, requires_grad=p.requires_grad)
             with torch.no_grad():
                 self._init_weights(module)  # initialises the whole module: put back what was loaded

@@ -110,6 +110,18 @@ def relative_position_bucket(relative_position: torch.Tensor, bidirectional: boo
     return buckets + torch.where(distance < max_exact, distance, large)
 
 
+class T5LayerNorm(RMSNorm):
+    """RMSNorm whose half-precision weight sets the output dtype. Loaded in float16, `wo` stays float32 and
+    turns the residual stream float32; each sublayer's norm brings its input back to float16."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight.dtype not in (torch.float16, torch.bfloat16):
+            return super().forward(x)
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(self.weight.dtype)
+
+
 class T5Attention(nn.Module):
     """Self-attention (keys from x, cached as they grow) or cross-attention (keys from the encoder output,
     projected once per generation). Scores are not scaled: `bias` carries positions and masking."""
@@ -167,7 +179,7 @@ class T5LayerFF(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.DenseReluDense = (T5DenseGatedActDense if config.is_gated_act else T5DenseActDense)(config)
-        self.layer_norm = RMSNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.layer_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
 
     def forward(self, x):
@@ -178,7 +190,7 @@ class T5LayerSelfAttention(nn.Module):
     def __init__(self, config, layer_idx: int, has_relative_attention_bias: bool):
         super().__init__()
         self.SelfAttention = T5Attention(config, layer_idx, has_relative_attention_bias)
-        self.layer_norm = RMSNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.layer_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
 
     def forward(self, x, bias, cache=None, cache_position=None, output_attentions=False):
@@ -190,7 +202,7 @@ class T5LayerCrossAttention(nn.Module):
     def __init__(self, config, layer_idx: int):
         super().__init__()
         self.EncDecAttention = T5Attention(config, layer_idx)
-        self.layer_norm = RMSNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.layer_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
 
     def forward(self, x, mask, encoder_states, cache=None, output_attentions=False):
@@ -229,7 +241,7 @@ class T5Stack(nn.Module):
         self.embed_tokens = embed_tokens  # the model's `shared` module
         n_layers = config.num_decoder_layers if is_decoder else config.num_layers
         self.block = nn.ModuleList(T5Block(config, i, is_decoder) for i in range(n_layers))
-        self.final_layer_norm = RMSNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.final_layer_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
 
     def position_bias(self, query_length: int, key_length: int, past: int, device) -> torch.Tensor:
@@ -302,6 +314,7 @@ class T5PreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = False
     # the reference once created a bias table in the decoder's first cross-attention; it is never used
     _keys_to_ignore_on_load_unexpected = (r"decoder\.block\.0\.layer\.1\.EncDecAttention\.relative_attention_bias",)
+    _keep_in_fp32_modules = ("wo",)  # its activations overflow float16; the feed-forward casts into it
 
     def tied_weights(self) -> dict[str, str]:
         """The stacks always read `shared`; the LM head reads it too when tied."""
