@@ -115,6 +115,11 @@ def test_static_cache_equals_dynamic(pair, name):
     no_cache = ours.generate(ids, attention_mask=mask, use_cache=False, **kwargs)
     assert torch.equal(dynamic, static)
     assert torch.equal(dynamic, no_cache)
+    beams = dict(kwargs, num_beams=3, return_dict_in_generate=True)
+    dynamic = ours.generate(ids, attention_mask=mask, **beams)
+    static = ours.generate(ids, attention_mask=mask, cache_implementation="static", **beams)
+    assert torch.equal(dynamic.sequences, static.sequences)
+    assert static.past_key_values.get_seq_length() == dynamic.past_key_values.get_seq_length()
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama", "mistral", "qwen2"])

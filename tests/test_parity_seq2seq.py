@@ -220,6 +220,15 @@ def test_float16_keeps_t5_feed_forward_output_in_float32(pair, name):
     torch.testing.assert_close(a, b, atol=0, rtol=0)  # same kernels, same dtypes at every step: equal
 
 
+@pytest.mark.parametrize("beams", [1, 3])
+@pytest.mark.parametrize("name", ["t5", "bart"])
+def test_static_decoder_cache_equals_dynamic(pair, name, beams):
+    ours, _, _ = pair(name)
+    ids, mask = batch(FAMILIES[name][4])
+    kwargs = dict(input_ids=ids, attention_mask=mask, max_new_tokens=8, num_beams=beams)
+    assert torch.equal(ours.generate(**kwargs), ours.generate(**kwargs, cache_implementation="static"))
+
+
 def test_generate_pad_inferred_mask_and_decoder_prefix(pair):
     """decoder_input_ids continue a given prefix. Without attention_mask, the prompt's pad tokens are masked,
     as Transformers 4 did; Transformers 5.23 stopped inferring the encoder mask, so it gets it explicitly."""

@@ -31,18 +31,24 @@ def causal_mask(
     device: torch.device,
     sliding_window: int | None = None,
     past_length: int | None = None,
+    cache_position: torch.Tensor | None = None,
 ) -> torch.Tensor | None:
     """(B, 1, T, S) additive mask: causal, key padding, optional sliding window; None when
     `is_causal` alone is exact (no padding, no active window, T == S or a single query).
     `past_length`: slot of the first query among the keys (default S - T); a preallocated
-    cache has S > past_length + T and its unwritten slots are masked."""
-    past_length = key_length - query_length if past_length is None else past_length
-    has_padding = attention_mask is not None and not bool(attention_mask.all())
-    window_active = sliding_window is not None and past_length + query_length > sliding_window
-    keys_filled = past_length + query_length == key_length
-    if not has_padding and not window_active and keys_filled and (query_length == key_length or query_length == 1):
-        return None
-    q_pos = torch.arange(past_length, past_length + query_length, device=device)[:, None]  # (T, 1)
+    cache has S > past_length + T and its unwritten slots are masked. `cache_position` (T,): the
+    queries' slots as a tensor instead; the mask is then always built, from tensors only, so a
+    compiled decode step reads no Python number that changes from step to step."""
+    if cache_position is not None:
+        q_pos = cache_position[:, None]  # (T, 1)
+    else:
+        past_length = key_length - query_length if past_length is None else past_length
+        has_padding = attention_mask is not None and not bool(attention_mask.all())
+        window_active = sliding_window is not None and past_length + query_length > sliding_window
+        keys_filled = past_length + query_length == key_length
+        if not has_padding and not window_active and keys_filled and (query_length == key_length or query_length == 1):
+            return None
+        q_pos = torch.arange(past_length, past_length + query_length, device=device)[:, None]  # (T, 1)
     k_pos = torch.arange(key_length, device=device)[None, :]  # (1, S)
     allowed = k_pos <= q_pos
     if sliding_window is not None:

@@ -198,6 +198,31 @@ def test_cache_reorders_interleaved_with_growth_equal_plain_indexing(make):
             assert cache._keys[layer][:, :, n:].isfinite().all() or not cache.is_static
 
 
+@pytest.mark.parametrize("model_name", ["llama", "gpt2"])
+def test_static_cache_decode_step_traces_to_one_graph(request, model_name):
+    """With a static cache, torch.compile captures the decode step once (no graph break, no recompile
+    as the position moves): one graph for the prompt, one for every later token. Left padding too;
+    tokens equal the uncompiled dynamic-cache ones."""
+    from torch._dynamo.testing import CompileCounter
+
+    model = request.getfixturevalue(model_name)
+    ids = torch.tensor([[0, 0, 5, 6, 7], [3, 4, 5, 6, 7]])
+    mask = (ids != 0).long()
+    kwargs = dict(attention_mask=mask, max_new_tokens=8, min_new_tokens=8, pad_token_id=0)
+    expected = model.generate(ids, **kwargs)
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    eager_forward = model.forward
+    model.forward = torch.compile(model.forward, backend=counter, fullgraph=True, dynamic=False)
+    try:
+        out = model.generate(ids, cache_implementation="static", **kwargs)
+    finally:
+        model.forward = eager_forward
+        torch._dynamo.reset()
+    assert counter.frame_count == 2
+    assert torch.equal(out, expected)
+
+
 def test_static_cache_overflow_is_an_error():
     cache = pretrained.StaticCache(max_cache_len=4)
     k = torch.zeros(1, 1, 3, 2)

@@ -65,7 +65,7 @@ class Cache:
         a reorder costs two copies, and beam search reorders every layer at every step)."""
         for i in range(len(self._keys)):
             keys, values = self._keys[i], self._values[i]
-            index, n = beam_idx.to(keys.device), self._lengths[i]
+            index, n = beam_idx.to(keys.device), keys.shape[2] if self.is_static else self._lengths[i]
             spare_keys, spare_values = self._spares[i] if i < len(self._spares) else (None, None)
             if spare_keys is None or spare_keys.shape != keys.shape:
                 # zeros: a static cache hands its unwritten (masked) slots to the attention, and 0 * NaN is NaN
@@ -131,7 +131,11 @@ class DynamicCache(Cache):
 
 class StaticCache(Cache):
     """`max_cache_len` preallocated slots per layer, allocated on the first update (batch size,
-    heads and dtype come from the first keys). `update` returns the whole buffers."""
+    heads and dtype come from the first keys). `update` returns the whole buffers.
+
+    Written at tensor `cache_position`s, it reads no Python count, so one compiled decode step
+    serves every position; a traced step cannot keep the count either, so generate() records it
+    (`mark_written`) after each call."""
 
     is_static = True
 
@@ -151,19 +155,23 @@ class StaticCache(Cache):
             self._keys.append(torch.zeros(shape, dtype=self.dtype or k.dtype, device=self.device or k.device))
             self._values.append(torch.zeros(shape, dtype=self.dtype or v.dtype, device=self.device or v.device))
             self._lengths.append(0)
-        n = self._lengths[layer_idx]
-        if n + T > self.max_cache_len:
-            raise ValueError(f"StaticCache holds {self.max_cache_len} tokens; writing {T} more after {n} overflows it. "
-                             "Create it with a larger max_cache_len.")
         keys, values = self._keys[layer_idx], self._values[layer_idx]
         if cache_position is None:
+            n = self._lengths[layer_idx]
+            if n + T > self.max_cache_len:
+                raise ValueError(f"StaticCache holds {self.max_cache_len} tokens; writing {T} more after {n} overflows "
+                                 "it. Create it with a larger max_cache_len.")
             keys[:, :, n:n + T] = k
             values[:, :, n:n + T] = v
-        else:  # tensor positions: no Python int in the graph, so a compiled step is reused
+            self._lengths[layer_idx] = n + T
+        else:
             keys.index_copy_(2, cache_position, k.to(keys.dtype))
             values.index_copy_(2, cache_position, v.to(values.dtype))
-        self._lengths[layer_idx] = n + T
         return keys, values
+
+    def mark_written(self, length: int) -> None:
+        """Record that the first `length` slots of every layer hold tokens."""
+        self._lengths = [length] * len(self._keys)
 
     def key_length(self, query_length: int) -> int:
         return self.max_cache_len
@@ -196,6 +204,9 @@ class EncoderDecoderCache(Cache):
 
     def update(self, k, v, layer_idx, cache_position=None):
         return self.self_attention_cache.update(k, v, layer_idx, cache_position)
+
+    def mark_written(self, length: int) -> None:
+        self.self_attention_cache.mark_written(length)
 
     def cross(self, layer_idx: int, project) -> tuple[torch.Tensor, torch.Tensor]:
         """Layer `layer_idx`'s cross-attention (keys, values): stored ones, else `project()` stored."""
@@ -248,10 +259,14 @@ class EncoderDecoderCache(Cache):
         return cache
 
 
-def forward_cache(past_key_values: Cache | None, use_cache: bool) -> tuple[Cache | None, int]:
+def forward_cache(past_key_values: Cache | None, use_cache: bool,
+                  cache_position: torch.Tensor | None = None) -> tuple[Cache | None, int | None]:
     """The cache a decoder forward writes into (the one passed, or a new DynamicCache when use_cache
-    asks for one) and the number of positions it already holds."""
+    asks for one) and the number of positions it already holds; None when `cache_position` tells
+    where the new tokens go (a compiled step must not read a count that changes every step)."""
     cache = DynamicCache() if use_cache and past_key_values is None else past_key_values
+    if cache_position is not None:
+        return cache, None
     return cache, cache.get_seq_length() if cache is not None else 0
 
 

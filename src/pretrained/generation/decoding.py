@@ -42,17 +42,20 @@ class Stepper:
     def _call(self, input_ids: torch.Tensor, position_ids: torch.Tensor, full_ids: torch.Tensor) -> torch.Tensor:
         T = input_ids.shape[1]
         end = self.length + T
-        mask = self.mask[:, :end] if self.mask is not None else None
+        static = self.cache is not None and self.cache.is_static
+        # A preallocated cache gets every shape fixed (the whole mask, as long as the cache) and tensor
+        # write positions: a compiled decode step is then the same graph at every position.
+        mask = self.mask if static or self.mask is None else self.mask[:, :end]
         if self.cache is None:  # no cache: every step re-reads the whole sequence
             input_ids, position_ids = full_ids, self._all_positions(full_ids.shape[1])
         inputs = self.model.prepare_inputs_for_generation(
             input_ids, attention_mask=mask, position_ids=position_ids, past_key_values=self.cache,
-            # only a preallocated cache needs tensor write positions (they keep a compiled step reusable)
-            cache_position=(torch.arange(self.length, end, device=input_ids.device)
-                            if self.cache is not None and self.cache.is_static else None),
+            cache_position=torch.arange(self.length, end, device=input_ids.device) if static else None,
             **self.kwargs)
         out = self.model(**inputs, output_attentions=self.output_attentions,
                          output_hidden_states=self.output_hidden_states, return_dict=True)
+        if static:
+            self.cache.mark_written(end)
         self.length = end
         self.last_outputs = out if (self.output_attentions or self.output_hidden_states) else None
         return out.logits[:, -1].float()  # (B, V)

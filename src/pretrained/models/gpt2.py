@@ -150,8 +150,8 @@ class GPT2Model(GPT2PreTrainedModel):
         use_cache = (config.use_cache and not self.training) if use_cache is None else use_cache
         x = self.wte(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, C)
         B, T = x.shape[:2]
-        cache, past = forward_cache(past_key_values, use_cache)
-        if past + T > config.n_positions:
+        cache, past = forward_cache(past_key_values, use_cache, cache_position)
+        if past is not None and past + T > config.n_positions:  # with cache_position: generate() checked
             raise ValueError(f"sequence length {past + T} exceeds n_positions={config.n_positions} of this GPT-2")
         if position_ids is None:
             position_ids = (torch.arange(past, past + T, device=x.device) if cache_position is None
@@ -161,7 +161,7 @@ class GPT2Model(GPT2PreTrainedModel):
             x = x + self.wte(token_type_ids)
         x = self.drop(x)
         S = cache.key_length(T) if cache is not None else T
-        mask = causal_mask(attention_mask, T, S, x.dtype, x.device, None, past)
+        mask = causal_mask(attention_mask, T, S, x.dtype, x.device, None, past, cache_position)
 
         hidden_states, attentions = () if output_hidden_states else None, () if output_attentions else None
         for block in self.h:

@@ -204,12 +204,13 @@ class LlamaModel(LlamaPreTrainedModel):
         use_cache = (config.use_cache and not self.training) if use_cache is None else use_cache
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, C)
         B, T = x.shape[:2]
-        cache, past = forward_cache(past_key_values, use_cache)
+        cache, past = forward_cache(past_key_values, use_cache, cache_position)
         if position_ids is None:
             position_ids = (torch.arange(past, past + T, device=x.device) if cache_position is None
                             else cache_position)[None].expand(B, -1)
         S = cache.key_length(T) if cache is not None else T
-        masks = {w: causal_mask(attention_mask, T, S, x.dtype, x.device, w, past) for w in set(self.windows)}
+        masks = {w: causal_mask(attention_mask, T, S, x.dtype, x.device, w, past, cache_position)
+                 for w in set(self.windows)}
         cos, sin = self.rotary_emb(position_ids, x.dtype)  # (B, T, D), shared by every layer
         cos, sin = cos[:, None], signed_sin(sin)[:, None]  # (B, 1, T, D)
 
