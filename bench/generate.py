@@ -4,7 +4,9 @@
     python bench/generate.py --cases tiny gpt2-b1 --reps 3
 
 Each case: a random checkpoint written by transformers, loaded by both libraries, 128 new tokens
-from a 32-token prompt (min_new_tokens forces the full length), ms per decode step and the ratio.
+from a 32-token prompt (min_new_tokens forces the full length), ms per decode step and the ratio;
+timed rounds alternate between the libraries. `*-compiled` cases give both a static cache and a
+torch.compile'd forward (the first call, which compiles, is timed apart).
 For batch 1 the memory-bandwidth floor (weight bytes / measured copy bandwidth) is printed too.
 The ~300M Llama cases also report each library's peak resident memory for load + generate, measured
 in a fresh process per library (`--peak LIBRARY FOLDER BATCH` is that process).
@@ -28,6 +30,10 @@ CASES = {
     "tiny": ("LlamaConfig", "LlamaForCausalLM", 1, dict(vocab_size=1000, hidden_size=256, intermediate_size=688,
                                                        num_hidden_layers=4, num_attention_heads=4)),
     "tiny-gpt2": ("GPT2Config", "GPT2LMHeadModel", 1, dict(vocab_size=1000, n_embd=256, n_layer=4, n_head=4)),
+    # both libraries: static cache, model.forward = torch.compile(model.forward); compile time is reported apart
+    "tiny-compiled": ("LlamaConfig", "LlamaForCausalLM", 1, dict(vocab_size=1000, hidden_size=256,
+                                                                intermediate_size=688, num_hidden_layers=4,
+                                                                num_attention_heads=4)),
     "gpt2-b1": ("GPT2Config", "GPT2LMHeadModel", 1, {}),
     "gpt2-b8": ("GPT2Config", "GPT2LMHeadModel", 8, {}),
     "llama300m-b1": ("LlamaConfig", "LlamaForCausalLM", 1, dict(vocab_size=32000, hidden_size=1024, intermediate_size=2816,
@@ -52,15 +58,23 @@ def copy_bandwidth(n_bytes: int = 1 << 30) -> float:
     return 2 * n_bytes / min(times)
 
 
-def timed_generate(model, ids, reps: int) -> tuple[float, torch.Tensor]:
-    kwargs = dict(max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False, pad_token_id=0)
-    out = model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)  # warm-up
-    times = []
-    for _ in range(reps):
+def timed_generates(models: list, ids, reps: int, **extra) -> tuple[list[float], list[float], list[torch.Tensor]]:
+    """Warm-up (seconds, compilation included) then ms per step of each model, medians over `reps` rounds
+    that take the models in turn, so a change in the machine's load falls on all of them alike."""
+    kwargs = dict(attention_mask=torch.ones_like(ids), max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False,
+                  pad_token_id=0, **extra)
+    warmups, outputs = [], []
+    for model in models:
         t = time.perf_counter()
-        model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) / NEW * 1e3, out
+        outputs.append(model.generate(ids, **kwargs))
+        warmups.append(time.perf_counter() - t)
+    times = [[] for _ in models]
+    for _ in range(reps):
+        for model, spent in zip(models, times):
+            t = time.perf_counter()
+            model.generate(ids, **kwargs)
+            spent.append(time.perf_counter() - t)
+    return warmups, [statistics.median(t) / NEW * 1e3 for t in times], outputs
 
 
 def run_case(name: str, reps: int, bandwidth: float) -> None:
@@ -76,13 +90,19 @@ def run_case(name: str, reps: int, bandwidth: float) -> None:
         theirs = getattr(transformers, model_name).from_pretrained(folder).eval()
         ours = pretrained.AutoModelForCausalLM.from_pretrained(folder)
         ids = torch.randint(3, config.vocab_size, (batch, PROMPT), generator=torch.Generator().manual_seed(0))
-        ours_ms, a = timed_generate(ours, ids, reps)
-        theirs_ms, b = timed_generate(theirs, ids, reps)
+        extra = {}
+        if name.endswith("compiled"):
+            extra = dict(cache_implementation="static")
+            for model in (ours, theirs):
+                model.forward = torch.compile(model.forward, dynamic=False)
+        warmups, (ours_ms, theirs_ms), (a, b) = timed_generates([ours, theirs], ids, reps, **extra)
         same = torch.equal(a, b)
         weight_bytes = sum(p.numel() * p.element_size() for p in {id(p): p for p in ours.parameters()}.values())
         line = (f"{name:14s} batch {batch}: pretrained {ours_ms:7.2f} ms/step  transformers {theirs_ms:7.2f} ms/step  "
                 f"speedup x{theirs_ms / ours_ms:4.2f}  tokens identical: {same}")
-        if batch == 1:
+        if extra:
+            line += f"  | first call (compiles): pretrained {warmups[0]:.1f} s, transformers {warmups[1]:.1f} s"
+        elif batch == 1:
             floor = weight_bytes / bandwidth * 1e3
             line += f"  | bandwidth floor {floor:.2f} ms/token -> pretrained at {floor / ours_ms:.0%} of it"
         print(line, flush=True)
