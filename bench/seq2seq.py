@@ -5,8 +5,9 @@
 (-P: bench/tokenize.py would shadow the standard library's tokenize module.)
 
 Each library generates the same tokens (checked) with 4 beams and exactly 64 new tokens
-(min_new_tokens keeps random weights from ending early); medians of `--reps` timed runs after one
-warm-up. Prints seconds per call and the speed ratio (transformers time / pretrained time).
+(min_new_tokens keeps random weights from ending early); medians of `--reps` timed rounds after one
+warm-up, each round timing both libraries. Prints seconds per call and the speed ratio (transformers
+time / pretrained time).
 """
 
 from __future__ import annotations
@@ -22,14 +23,18 @@ T5_SMALL = dict(vocab_size=32128, d_model=512, d_kv=64, d_ff=2048, num_layers=6,
                 decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
 
 
-def median_time(fn, reps: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
+def median_times(fns: list, reps: int) -> list[float]:
+    """Seconds per call of each function after one warm-up each; rounds take them in turn, so a change in
+    the machine's load falls on all of them alike."""
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times = [[] for _ in fns]
+    for _ in range(reps):
+        for fn, spent in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def main() -> None:
@@ -65,8 +70,8 @@ def main() -> None:
             a, b = ours.generate(**kwargs), theirs.generate(**kwargs)
             if not torch.equal(a, b):
                 raise SystemExit(f"batch {batch}: the two libraries generated different tokens")
-            t_theirs = median_time(lambda: theirs.generate(**kwargs), args.reps)
-            t_ours = median_time(lambda: ours.generate(**kwargs), args.reps)
+            t_theirs, t_ours = median_times([lambda: theirs.generate(**kwargs), lambda: ours.generate(**kwargs)],
+                                            args.reps)
         print(f"{batch:>5} {t_theirs:>15.3f} {t_ours:>13.3f} {t_theirs / t_ours:>5.2f}x")
 
 
