@@ -33,8 +33,11 @@ def test_linear_takes_onednn_only_where_no_gradient_is_needed(monkeypatch):
     with torch.no_grad():
         layers.Linear(64, 64)(torch.randn(1, 64))  # too little work to repay oneDNN's fixed cost
         m.double()(x.double())  # float64 stays on F.linear
+        m.float()
+        traced = torch.jit.trace(m, x, check_trace=False)  # a traced graph (export formats) holds F.linear's op
+        assert "mkldnn" not in str(traced.graph)
         monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-        m.float()(x)  # inductor cannot lower the op on a weight it does not own: traced graphs get F.linear
+        m(x)  # inductor cannot lower the op on a weight it does not own: compiled graphs get F.linear
     assert calls == [1]
 
 
