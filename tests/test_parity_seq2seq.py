@@ -229,6 +229,29 @@ def test_static_decoder_cache_equals_dynamic(pair, name, beams):
     assert torch.equal(ours.generate(**kwargs), ours.generate(**kwargs, cache_implementation="static"))
 
 
+@pytest.mark.parametrize("name", ["t5", "bart"])
+def test_static_decoder_step_traces_to_one_graph(pair, name):
+    """With a static cache, torch.compile captures the decoder step once: one graph for the first step
+    (which projects the encoder keys), one for every later token; no graph break. Padded prompts."""
+    from torch._dynamo.testing import CompileCounter
+
+    ours, _, _ = pair(name)
+    ids, mask = batch(FAMILIES[name][4])
+    kwargs = dict(input_ids=ids, attention_mask=mask, max_new_tokens=6, min_new_tokens=6, num_beams=2)
+    expected = ours.generate(**kwargs)
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    eager_forward = ours.forward
+    ours.forward = torch.compile(ours.forward, backend=counter, fullgraph=True, dynamic=False)
+    try:
+        out = ours.generate(**kwargs, cache_implementation="static")
+    finally:
+        ours.forward = eager_forward
+        torch._dynamo.reset()
+    assert counter.frame_count == 2
+    assert torch.equal(out, expected)
+
+
 def test_generate_pad_inferred_mask_and_decoder_prefix(pair):
     """decoder_input_ids continue a given prefix. Without attention_mask, the prompt's pad tokens are masked,
     as Transformers 4 did; Transformers 5.23 stopped inferring the encoder mask, so it gets it explicitly."""

@@ -36,11 +36,11 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     stays on F.linear, as does a traced graph (torch.compile, torch.export, jit.trace). Results agree
     with F.linear to float32 rounding, not bit for bit."""
     if (_onednn_linear is not None and x.dtype == torch.float32 and x.device.type == "cpu"
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
             and weight.dtype == torch.float32 and x.numel() * weight.shape[0] >= _ONEDNN_MIN_WORK
             and weight.is_contiguous() and weight.device.type == "cpu"
             and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
-                                                 or (bias is not None and bias.requires_grad)))
-            and not torch.compiler.is_compiling() and not torch.jit.is_tracing()):
+                                                 or (bias is not None and bias.requires_grad)))):
         return _onednn_linear(x, weight, bias, "none", [], "")
     return F.linear(x, weight, bias)
 

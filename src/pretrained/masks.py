@@ -17,8 +17,9 @@ def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    """(B, S) 1/0 keep-mask -> (B, 1, 1, S) additive mask for bidirectional attention, or None."""
-    if attention_mask is None or bool(attention_mask.all()):
+    """(B, S) 1/0 keep-mask -> (B, 1, 1, S) additive mask for bidirectional attention, or None.
+    A traced graph cannot branch on the mask's values: it always gets the mask."""
+    if attention_mask is None or (not torch.compiler.is_compiling() and bool(attention_mask.all())):
         return None
     return _additive(attention_mask[:, None, None, :].bool(), dtype)
 

@@ -231,8 +231,10 @@ class BartStack(nn.Module):
         x = self.embed_tokens(input_ids) * self.embed_scale if inputs_embeds is None else inputs_embeds  # (B, T, C)
         B, T = x.shape[:2]
         cache = _decoder_cache(past_key_values, use_cache and self.is_decoder)
-        past = cache.get_seq_length() if cache is not None else 0
-        if past + T > config.max_position_embeddings:
+        # with cache_position (a static cache) no count is read: one compiled step fits every position;
+        # generate() checked the positions then
+        past = cache.get_seq_length() if cache is not None and cache_position is None else 0
+        if cache_position is None and past + T > config.max_position_embeddings:
             raise ValueError(f"{side} positions {past}..{past + T - 1} exceed max_position_embeddings="
                              f"{config.max_position_embeddings} of {type(config).__name__}; truncate the input")
         positions = torch.arange(past, past + T, device=x.device) if cache_position is None else cache_position
@@ -242,7 +244,8 @@ class BartStack(nn.Module):
         x = self.dropout(x)
         if self.is_decoder:
             S = cache.key_length(T) if cache is not None else T
-            mask = causal_mask(attention_mask, T, S, x.dtype, x.device, past_length=past)  # None: is_causal
+            mask = causal_mask(attention_mask, T, S, x.dtype, x.device, past_length=past,
+                               cache_position=cache_position)  # None: is_causal
             cross_mask = padding_mask(encoder_attention_mask, x.dtype)
         else:
             mask, cross_mask = padding_mask(attention_mask, x.dtype), None

@@ -244,11 +244,11 @@ class T5Stack(nn.Module):
         self.final_layer_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
 
-    def position_bias(self, query_length: int, key_length: int, past: int, device) -> torch.Tensor:
-        """(1, H, T, S) learned bias of each key-query distance; queries sit at past..past+T-1."""
+    def position_bias(self, queries: torch.Tensor, key_length: int) -> torch.Tensor:
+        """(1, H, T, S) learned bias of each key-query distance; `queries` (T,) are the queries' positions."""
         table = self.block[0].layer[0].SelfAttention.relative_attention_bias
-        queries = torch.arange(past, past + query_length, device=device)[:, None]
-        keys = torch.arange(key_length, device=device)[None, :]
+        queries = queries[:, None]
+        keys = torch.arange(key_length, device=queries.device)[None, :]
         buckets = relative_position_bucket(keys - queries, not self.is_decoder, self.config.relative_attention_num_buckets,
                                            self.config.relative_attention_max_distance)
         return table(buckets).permute(2, 0, 1)[None]
@@ -264,11 +264,13 @@ class T5Stack(nn.Module):
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, C)
         B, T = x.shape[:2]
         cache = _decoder_cache(past_key_values, use_cache and self.is_decoder)
-        past = cache.get_seq_length() if cache is not None else 0
         S = cache.key_length(T) if cache is not None else T
-        bias = self.position_bias(T, S, past, x.device)
+        # with cache_position (a static cache) no count is read: one compiled step fits every position
+        past = cache.get_seq_length() if cache is not None and cache_position is None else 0
+        positions = torch.arange(past, past + T, device=x.device) if cache_position is None else cache_position
+        bias = self.position_bias(positions, S)
         if self.is_decoder:
-            mask = causal_mask(attention_mask, T, S, x.dtype, x.device, past_length=past)
+            mask = causal_mask(attention_mask, T, S, x.dtype, x.device, past_length=past, cache_position=cache_position)
             if mask is None and T > 1:  # the bias is a float mask already: causality must be in it
                 mask = torch.full((T, S), torch.finfo(x.dtype).min, dtype=x.dtype, device=x.device).triu(S - T + 1)
             cross_mask = padding_mask(encoder_attention_mask, x.dtype)
