@@ -149,7 +149,8 @@ class BartAttention(nn.Module):
     def forward(self, x, mask, encoder_states=None, cache=None, cache_position=None, output_attentions=False,
                 is_causal=False):
         B, T, _ = x.shape
-        split = lambda t: t.view(t.shape[0], -1, self.num_heads, self.head_dim).transpose(1, 2)  # noqa: E731  (B, H, T, D)
+        # (B, T, C) -> (B, H, T, D); encoder states may have fewer rows than x (see attention.attend)
+        split = lambda t: t.view(t.shape[0], -1, self.num_heads, self.head_dim).transpose(1, 2)  # noqa: E731
         q = split(self.q_proj(x))
         project = lambda s: (split(self.k_proj(s)), split(self.v_proj(s)))  # noqa: E731
         k, v = attention_kv(x, encoder_states, project, cache, self.layer_idx, cache_position)  # (B, H, S, D)
