@@ -98,8 +98,12 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(hidden_size))
         self.eps = eps
 
+    def output_dtype(self, x: torch.Tensor) -> torch.dtype:
+        """The dtype the normalised x is cast to before the weight multiplies it: x's own (Llama)."""
+        return x.dtype
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
+        dtype = self.output_dtype(x)
         if dtype == torch.float32 and self.weight.dtype == torch.float32:  # one fused kernel, bit-identical here
             return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
         x = x.float()

@@ -114,12 +114,8 @@ class T5LayerNorm(RMSNorm):
     """RMSNorm whose half-precision weight sets the output dtype. Loaded in float16, `wo` stays float32 and
     turns the residual stream float32; each sublayer's norm brings its input back to float16."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.weight.dtype not in (torch.float16, torch.bfloat16):
-            return super().forward(x)
-        x = x.float()
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x.to(self.weight.dtype)
+    def output_dtype(self, x: torch.Tensor) -> torch.dtype:
+        return self.weight.dtype if self.weight.dtype in (torch.float16, torch.bfloat16) else x.dtype
 
 
 class T5Attention(nn.Module):
