@@ -36,9 +36,31 @@ def test_linear_takes_onednn_only_where_no_gradient_is_needed(monkeypatch):
         m.float()
         traced = torch.jit.trace(m, x, check_trace=False)  # a traced graph (export formats) holds F.linear's op
         assert "mkldnn" not in str(traced.graph)
-        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-        m(x)  # inductor cannot lower the op on a weight it does not own: compiled graphs get F.linear
+        exported = torch.export.export(m, (x,))  # so does an exported one (ONNX knows aten.linear)
+        targets = {str(n.target) for n in exported.graph.nodes if n.op == "call_function"}
+        assert targets == {"aten.linear.default"}
     assert calls == [1]
+
+
+def test_compiled_graph_keeps_the_onednn_kernel():
+    """Under torch.compile the kernel is one opaque op (inductor would otherwise call MKL)."""
+    if layers._onednn_linear is None:
+        pytest.skip("this torch build has no oneDNN linear")
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch.manual_seed(0)
+    m, x = layers.Linear(768, 3000), torch.randn(2, 1, 768)
+    with torch.no_grad():
+        out = torch.compile(m, backend=backend, fullgraph=True)(x)
+        compiled = torch.compile(m, fullgraph=True)(x)  # inductor runs the op
+    targets = {str(n.target) for n in graphs[0].graph.nodes if n.op == "call_function"}
+    assert "pretrained.onednn_linear.default" in targets and "aten.linear.default" not in targets
+    torch.testing.assert_close(out, F.linear(x, m.weight, m.bias), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(compiled, F.linear(x, m.weight, m.bias), atol=1e-5, rtol=1e-5)
 
 
 def test_linear_gradient_equals_nn_linear():

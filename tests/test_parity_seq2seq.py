@@ -252,6 +252,28 @@ def test_static_decoder_step_traces_to_one_graph(pair, name):
     assert torch.equal(out, expected)
 
 
+@pytest.mark.parametrize("name", ["t5", "bart"])
+def test_compile_config_compiles_the_decoder_step(pair, name):
+    """generate(compile_config=...) with a static cache: the first decoder step (projecting the encoder
+    keys) runs eager, every later one runs one compiled graph; beams and padded prompts; tokens equal."""
+    from torch._dynamo.testing import CompileCounter
+
+    ours, _, _ = pair(name)
+    ids, mask = batch(FAMILIES[name][4])
+    kwargs = dict(input_ids=ids, attention_mask=mask, max_new_tokens=6, min_new_tokens=6, num_beams=2)
+    expected = ours.generate(**kwargs)
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    config = pretrained.CompileConfig(backend=counter, fullgraph=True, dynamic=False, mode=None)
+    try:
+        out = ours.generate(**kwargs, cache_implementation="static", compile_config=config)
+    finally:
+        ours._compiled_call = None
+        torch._dynamo.reset()
+    assert counter.frame_count == 1
+    assert torch.equal(out, expected)
+
+
 def test_generate_pad_inferred_mask_and_decoder_prefix(pair):
     """decoder_input_ids continue a given prefix. Without attention_mask, the prompt's pad tokens are masked,
     as Transformers 4 did; Transformers 5.23 stopped inferring the encoder mask, so it gets it explicitly."""

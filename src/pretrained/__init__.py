@@ -103,6 +103,7 @@ _EXPORTS = {
     "MarianModel": "models.bart",
     "MarianMTModel": "models.bart",
     "GenerationConfig": "generation",
+    "CompileConfig": "generation",
     "EncoderDecoderCache": "generation",
     "ForcedBOSTokenLogitsProcessor": "generation",
     "ForcedEOSTokenLogitsProcessor": "generation",

@@ -27,20 +27,35 @@ _onednn_linear = _find_onednn_linear()
 _ONEDNN_MIN_WORK = 1 << 19
 
 
+@torch.library.custom_op("pretrained::onednn_linear", mutates_args=())
+def _compiled_onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The same kernel as one opaque op of a torch.compile graph: inductor cannot lower the raw op on
+    a weight it has not frozen, and would otherwise hand the matmul to MKL (~half the speed here)."""
+    return _onednn_linear(x, weight, bias, "none", [], "")
+
+
+@_compiled_onednn_linear.register_fake
+def _(x, weight, bias):
+    return x.new_empty((*x.shape[:-1], weight.shape[0]))
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """F.linear, run on oneDNN for float32 CPU inference where that is faster.
 
     PyTorch's CPU build sends float32 matmuls to MKL, which on this class of machine reads a
     (1, C) x (C, N) product at about half the memory bandwidth oneDNN reaches and is ~2x slower at
     larger batches. The oneDNN op has no autograd formula, so anything that may need a gradient
-    stays on F.linear, as does a traced graph (torch.compile, torch.export, jit.trace). Results agree
-    with F.linear to float32 rounding, not bit for bit."""
+    stays on F.linear, as do graphs meant to leave PyTorch (torch.export, jit.trace: ONNX and other
+    formats know F.linear's op). torch.compile gets the kernel as the opaque op above. Results
+    agree with F.linear to float32 rounding, not bit for bit."""
     if (_onednn_linear is not None and x.dtype == torch.float32 and x.device.type == "cpu"
-            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+            and not torch.jit.is_tracing() and not torch.compiler.is_exporting()
             and weight.dtype == torch.float32 and x.numel() * weight.shape[0] >= _ONEDNN_MIN_WORK
             and weight.is_contiguous() and weight.device.type == "cpu"
             and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                                  or (bias is not None and bias.requires_grad)))):
+        if torch.compiler.is_compiling():
+            return _compiled_onednn_linear(x, weight, bias)
         return _onednn_linear(x, weight, bias, "none", [], "")
     return F.linear(x, weight, bias)
 

@@ -223,6 +223,46 @@ def test_static_cache_decode_step_traces_to_one_graph(request, model_name):
     assert torch.equal(out, expected)
 
 
+@pytest.mark.parametrize("model_name", ["llama", "gpt2"])
+def test_compile_config_compiles_the_decode_step_once(request, model_name):
+    """generate(cache_implementation="static", compile_config=...) compiles the one-token step (the prompt
+    runs eager) into one graph, kept on the model for later calls; tokens equal eager decoding. A dynamic
+    cache or disable_compile runs eager; so does a CPU without a compile_config (as in Transformers)."""
+    from torch._dynamo.testing import CompileCounter
+
+    model = request.getfixturevalue(model_name)
+    ids = torch.tensor([[0, 0, 5, 6, 7], [3, 4, 5, 6, 7]])
+    kwargs = dict(attention_mask=(ids != 0).long(), max_new_tokens=8, min_new_tokens=8, pad_token_id=0)
+    expected = model.generate(ids, **kwargs)
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    config = pretrained.CompileConfig(backend=counter, fullgraph=True, dynamic=False, mode=None)  # mode is inductor's
+    try:
+        assert torch.equal(model.generate(ids, cache_implementation="static", compile_config=config, **kwargs), expected)
+        assert counter.frame_count == 1 and counter.op_count > 0
+        model.generation_config.compile_config = config  # from the model's config: copied per call, same backend
+        assert torch.equal(model.generate(ids, cache_implementation="static", **kwargs), expected)
+        model.generate(ids, compile_config=config, **kwargs)  # dynamic cache
+        model.generate(ids, cache_implementation="static", disable_compile=True, **kwargs)
+        model.generation_config.compile_config = None
+        model.generate(ids, cache_implementation="static", **kwargs)
+        assert counter.frame_count == 1
+    finally:
+        model.generation_config.compile_config = None
+        model._compiled_call = None
+        torch._dynamo.reset()
+
+
+def test_compile_config_is_checked_and_not_saved(tmp_path):
+    config = pretrained.GenerationConfig(compile_config={"fullgraph": True}, disable_compile=True)
+    assert config.compile_config == pretrained.CompileConfig(fullgraph=True)
+    config.save_pretrained(tmp_path)  # a backend may be a callable: Transformers does not save it either
+    loaded = pretrained.GenerationConfig.from_pretrained(tmp_path)
+    assert loaded.compile_config is None and loaded.disable_compile is True
+    with pytest.raises(ValueError, match="compile_config"):
+        pretrained.GenerationConfig(compile_config="inductor")
+
+
 def test_static_cache_overflow_is_an_error():
     cache = pretrained.StaticCache(max_cache_len=4)
     k = torch.zeros(1, 1, 3, 2)

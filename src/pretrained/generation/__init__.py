@@ -2,7 +2,7 @@
 the decoding loop and the `generate()` front that models with an LM head inherit."""
 
 from .cache import Cache, DynamicCache, EncoderDecoderCache, StaticCache
-from .config import GenerationConfig
+from .config import CompileConfig, GenerationConfig
 from .mixin import GenerationMixin
 from .processors import (
     ForcedBOSTokenLogitsProcessor, ForcedEOSTokenLogitsProcessor, LogitsProcessor, LogitsProcessorList, LogitsWarper,

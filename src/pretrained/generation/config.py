@@ -8,9 +8,10 @@ Precedence in generate(): generation_config.json, then the model config's token 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import CheckpointError
 from ..files import atomic_write_text
@@ -30,6 +31,8 @@ DEFAULTS: dict[str, Any] = {
     "repetition_penalty": 1.0, "length_penalty": 1.0, "no_repeat_ngram_size": 0, "bad_words_ids": None,
     "forced_bos_token_id": None, "forced_eos_token_id": None, "suppress_tokens": None,
     "begin_suppress_tokens": None, "renormalize_logits": False, "remove_invalid_values": False,
+    # compiling the decode step (with a static cache)
+    "compile_config": None, "disable_compile": False,
     # outputs
     "num_return_sequences": 1, "output_attentions": False, "output_hidden_states": False,
     "output_scores": False, "output_logits": None, "return_dict_in_generate": False,
@@ -38,6 +41,27 @@ DEFAULTS: dict[str, Any] = {
 }
 _TOKEN_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")
 _IGNORED_KEYS = ("transformers_version", "_from_model_config", "_commit_hash")
+_RUNTIME_ONLY = ("compile_config",)  # may hold a callable backend: never written to generation_config.json
+
+
+@dataclasses.dataclass
+class CompileConfig:
+    """How generate() compiles the decode step (torch.compile's arguments). With a static cache, generate()
+    compiles on a GPU by default and on any device once a CompileConfig is given; the prompt runs eager."""
+
+    fullgraph: bool = False
+    dynamic: bool | None = None
+    backend: str | Callable = "inductor"
+    mode: str | None = "reduce-overhead"
+    options: dict | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+    def __deepcopy__(self, memo) -> "CompileConfig":
+        # a backend object is kept, not copied: generate() copies its config on every call, and a copied
+        # backend would never equal the one the kept compiled call was built with
+        return dataclasses.replace(self, options=copy.deepcopy(self.options, memo))
 
 
 class GenerationConfig:
@@ -70,6 +94,10 @@ class GenerationConfig:
         need(self.top_k is None or (isinstance(self.top_k, int) and self.top_k >= 0), "top_k", "an int >= 0")
         need(self.repetition_penalty is None or self.repetition_penalty > 0, "repetition_penalty", "a float > 0")
         need(self.early_stopping in (True, False, "never"), "early_stopping", "True, False or 'never'")
+        if isinstance(self.compile_config, dict):
+            self.compile_config = CompileConfig(**self.compile_config)
+        need(self.compile_config is None or isinstance(self.compile_config, CompileConfig), "compile_config",
+             "a CompileConfig (or a dict of its fields)")
         if self.num_return_sequences > 1 and not self.do_sample:
             need(self.num_return_sequences <= self.num_beams, "num_return_sequences",
                  f"at most num_beams={self.num_beams} without sampling")
@@ -125,7 +153,7 @@ class GenerationConfig:
     # --- serialisation ---
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: copy.deepcopy(v) for k, v in vars(self).items() if not k.startswith("_")}
+        return {k: copy.deepcopy(v) for k, v in vars(self).items() if not k.startswith("_") and k not in _RUNTIME_ONLY}
 
     def to_diff_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.to_dict().items() if k not in DEFAULTS or DEFAULTS[k] != v}

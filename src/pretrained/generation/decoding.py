@@ -24,8 +24,11 @@ class Stepper:
     """Calls the model for the prompt (prefill) and then for one new token per row at a time."""
 
     def __init__(self, model, attention_mask: torch.Tensor | None, cache, max_length: int, model_kwargs: dict,
-                 output_attentions: bool = False, output_hidden_states: bool = False):
+                 output_attentions: bool = False, output_hidden_states: bool = False, decode_call=None):
         self.model, self.cache, self.kwargs = model, cache, model_kwargs
+        # what runs the one-token steps: the model, or its compiled call (the prompt always runs eager:
+        # its shape is seen once, and compiling it would cost more than it saves)
+        self.decode_call = decode_call or model
         self.output_attentions, self.output_hidden_states = output_attentions, output_hidden_states
         self.last_outputs = None
         B, L = attention_mask.shape
@@ -39,7 +42,7 @@ class Stepper:
             self.mask = None
         self.length = 0  # tokens the model has seen
 
-    def _call(self, input_ids: torch.Tensor, position_ids: torch.Tensor, full_ids: torch.Tensor) -> torch.Tensor:
+    def _call(self, input_ids: torch.Tensor, position_ids: torch.Tensor, full_ids: torch.Tensor, forward) -> torch.Tensor:
         T = input_ids.shape[1]
         end = self.length + T
         static = self.cache is not None and self.cache.is_static
@@ -52,8 +55,8 @@ class Stepper:
             input_ids, attention_mask=mask, position_ids=position_ids, past_key_values=self.cache,
             cache_position=torch.arange(self.length, end, device=input_ids.device) if static else None,
             **self.kwargs)
-        out = self.model(**inputs, output_attentions=self.output_attentions,
-                         output_hidden_states=self.output_hidden_states, return_dict=True)
+        out = forward(**inputs, output_attentions=self.output_attentions,
+                      output_hidden_states=self.output_hidden_states, return_dict=True)
         if static:
             self.cache.mark_written(end)
         self.length = end
@@ -69,13 +72,13 @@ class Stepper:
 
     def prefill(self, input_ids: torch.Tensor) -> torch.Tensor:
         self.next_position = self.positions[:, -1:] + 1  # (B, 1)
-        return self._call(input_ids, self.positions, input_ids)
+        return self._call(input_ids, self.positions, input_ids, self.model)
 
     def __call__(self, next_tokens: torch.Tensor, full_ids: torch.Tensor) -> torch.Tensor:
         """next_tokens (B,) -> logits (B, V) of the token after them."""
         position = self.next_position
         self.next_position = position + 1
-        return self._call(next_tokens[:, None], position, full_ids)
+        return self._call(next_tokens[:, None], position, full_ids, self.decode_call)
 
     def reorder(self, beam_idx: torch.Tensor) -> None:
         if self.cache is not None:

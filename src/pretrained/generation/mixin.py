@@ -7,6 +7,7 @@ builds the logits processors and stopping criteria, picks the cache, and hands t
 
 from __future__ import annotations
 
+import copy
 import inspect
 
 import torch
@@ -14,7 +15,7 @@ import torch
 from ..errors import CheckpointError
 from ..outputs import BaseModelOutput
 from .cache import Cache, DynamicCache, EncoderDecoderCache, StaticCache
-from .config import GenerationConfig
+from .config import CompileConfig, GenerationConfig
 from .decoding import Stepper, beam_search, sample
 from .processors import (
     ForcedBOSTokenLogitsProcessor, ForcedEOSTokenLogitsProcessor, LogitsProcessorList, MinLengthLogitsProcessor,
@@ -111,7 +112,8 @@ class GenerationMixin:
             raise ValueError(f"past_key_values must be a DynamicCache or StaticCache, got {type(cache).__name__}")
         stepper = Stepper(self, attention_mask, cache, max_length, model_kwargs,
                           config.return_dict_in_generate and config.output_attentions,
-                          config.return_dict_in_generate and config.output_hidden_states)
+                          config.return_dict_in_generate and config.output_hidden_states,
+                          self._decode_call(config, cache))
 
         if streamer is not None:
             streamer.put(input_ids.cpu())
@@ -120,7 +122,26 @@ class GenerationMixin:
         return sample(stepper, input_ids, max_length, processors, stopping, config.do_sample, eos_ids, pad,
                       streamer, config)
 
+    def get_compiled_call(self, compile_config: CompileConfig | None = None):
+        """`torch.compile(self.__call__)` with `compile_config`'s arguments, built once per config and kept."""
+        compile_config = compile_config or CompileConfig()
+        if getattr(self, "_compiled_call", None) is None or self._compiled_call_config != compile_config:
+            self._compiled_call = torch.compile(self.__call__, **compile_config.to_dict())
+            self._compiled_call_config = copy.deepcopy(compile_config)  # the user may change theirs later
+        return self._compiled_call
+
     # --- pieces ---
+
+    def _decode_call(self, config, cache):
+        """What runs the decode steps. Compiling pays off only with a static cache (fixed shapes: one graph
+        for every step); it is the default on a GPU, as in Transformers, and on other devices it takes a
+        CompileConfig, since on a CPU it helps small models and can cost weight-bound ones."""
+        decoder_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
+        if config.disable_compile or decoder_cache is None or not decoder_cache.is_static:
+            return self
+        if self.device.type != "cuda" and config.compile_config is None:
+            return self
+        return self.get_compiled_call(config.compile_config)
 
     def _start_decoder(self, config, input_ids, attention_mask, model_kwargs: dict, eos_ids):
         """Encoder-decoders: run the encoder once on the prompt, put its output and mask in `model_kwargs`,
