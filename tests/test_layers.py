@@ -42,8 +42,11 @@ def test_linear_takes_onednn_only_where_no_gradient_is_needed(monkeypatch):
     assert calls == [1]
 
 
-def test_compiled_graph_keeps_the_onednn_kernel():
-    """Under torch.compile the kernel is one opaque op (inductor would otherwise call MKL)."""
+@pytest.mark.parametrize("rows", [1, 2])
+def test_compiled_linear(rows):
+    """Under torch.compile one row becomes a multiply-and-sum (inductor writes it as one reduction loop,
+    faster than any matmul call for a decode step) and more rows the oneDNN kernel as one opaque op
+    (inductor would otherwise call MKL). Both agree with F.linear."""
     if layers._onednn_linear is None:
         pytest.skip("this torch build has no oneDNN linear")
     graphs = []
@@ -53,12 +56,13 @@ def test_compiled_graph_keeps_the_onednn_kernel():
         return gm.forward
 
     torch.manual_seed(0)
-    m, x = layers.Linear(768, 3000), torch.randn(2, 1, 768)
+    m, x = layers.Linear(768, 3000), torch.randn(rows, 1, 768)
     with torch.no_grad():
         out = torch.compile(m, backend=backend, fullgraph=True)(x)
-        compiled = torch.compile(m, fullgraph=True)(x)  # inductor runs the op
-    targets = {str(n.target) for n in graphs[0].graph.nodes if n.op == "call_function"}
-    assert "pretrained.onednn_linear.default" in targets and "aten.linear.default" not in targets
+        compiled = torch.compile(m, fullgraph=True)(x)  # inductor runs it
+    targets = {str(n.target) for n in graphs[0].graph.nodes if n.op in ("call_function", "call_method")}
+    assert "<built-in function linear>" not in targets  # what a plain nn.Linear traces to
+    assert ("pretrained.onednn_linear.default" in targets) == (rows > 1) and ("sum" in targets) == (rows == 1)
     torch.testing.assert_close(out, F.linear(x, m.weight, m.bias), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(compiled, F.linear(x, m.weight, m.bias), atol=1e-5, rtol=1e-5)
 

@@ -40,24 +40,30 @@ def _(x, weight, bias):
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """F.linear, run on oneDNN for float32 CPU inference where that is faster.
+    """F.linear, run where it is faster for float32 CPU inference.
 
     PyTorch's CPU build sends float32 matmuls to MKL, which on this class of machine reads a
     (1, C) x (C, N) product at about half the memory bandwidth oneDNN reaches and is ~2x slower at
-    larger batches. The oneDNN op has no autograd formula, so anything that may need a gradient
-    stays on F.linear, as do graphs meant to leave PyTorch (torch.export, jit.trace: ONNX and other
-    formats know F.linear's op). torch.compile gets the kernel as the opaque op above. Results
-    agree with F.linear to float32 rounding, not bit for bit."""
-    if (_onednn_linear is not None and x.dtype == torch.float32 and x.device.type == "cpu"
+    larger batches, so eager calls go to oneDNN. Inside torch.compile a one-row product becomes a
+    multiply-and-sum that inductor writes as one reduction loop, fused with its neighbours, reading the
+    weight faster still (there is no per-call cost to repay); more rows go to oneDNN as an opaque op.
+    Anything that may need a gradient stays on F.linear (the oneDNN op has no autograd formula), as do
+    graphs meant to leave PyTorch (torch.export, jit.trace: ONNX and other formats know F.linear's op).
+    Results agree with F.linear to float32 rounding, not bit for bit."""
+    if not (_onednn_linear is not None and x.dtype == torch.float32 and x.device.type == "cpu"
+            and weight.dtype == torch.float32 and weight.device.type == "cpu" and weight.is_contiguous()
             and not torch.jit.is_tracing() and not torch.compiler.is_exporting()
-            and weight.dtype == torch.float32 and x.numel() * weight.shape[0] >= _ONEDNN_MIN_WORK
-            and weight.is_contiguous() and weight.device.type == "cpu"
             and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                                  or (bias is not None and bias.requires_grad)))):
-        if torch.compiler.is_compiling():
-            return _compiled_onednn_linear(x, weight, bias)
-        return _onednn_linear(x, weight, bias, "none", [], "")
-    return F.linear(x, weight, bias)
+        return F.linear(x, weight, bias)
+    if torch.compiler.is_compiling() and x.numel() == x.shape[-1]:
+        y = (x[..., None, :] * weight).sum(-1)  # (..., N): one row read against every weight row
+        return y if bias is None else y + bias
+    if x.numel() * weight.shape[0] < _ONEDNN_MIN_WORK:
+        return F.linear(x, weight, bias)
+    if torch.compiler.is_compiling():
+        return _compiled_onednn_linear(x, weight, bias)
+    return _onednn_linear(x, weight, bias, "none", [], "")
 
 
 class Linear(nn.Linear):

@@ -4,6 +4,7 @@ streamers, caches and the errors a bad request gets."""
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 
 import pytest
@@ -251,6 +252,29 @@ def test_compile_config_compiles_the_decode_step_once(request, model_name):
         model.generation_config.compile_config = None
         model._compiled_call = None
         torch._dynamo.reset()
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="inductor builds its CPU kernels with a C++ compiler")
+def test_inductor_compiled_decode_matches_eager(llama):
+    """The real inductor build of the decode step (one-row linears as reductions, the rest fused): the same
+    tokens, and logits within float32 rounding of eager decoding, for left-padded prompts."""
+    ids = torch.tensor([[0, 0, 5, 6, 7], [3, 4, 5, 6, 7]])
+    mask = (ids != 0).long()
+    kwargs = dict(max_new_tokens=6, min_new_tokens=6, pad_token_id=0, return_dict_in_generate=True, output_logits=True)
+    compiled_kwargs = dict(cache_implementation="static", **kwargs,
+                           compile_config=pretrained.CompileConfig(fullgraph=True, dynamic=False))
+    eager = llama.generate(ids, attention_mask=mask, **kwargs)
+    torch._dynamo.reset()
+    try:
+        compiled = llama.generate(ids, attention_mask=mask, **compiled_kwargs)
+        one_row = llama.generate(ids[1:], attention_mask=mask[1:], **compiled_kwargs)
+    finally:
+        llama._compiled_call = None
+        torch._dynamo.reset()
+    assert torch.equal(compiled.sequences, eager.sequences)
+    torch.testing.assert_close(torch.stack(compiled.logits), torch.stack(eager.logits), atol=1e-5, rtol=1e-5)
+    assert torch.equal(one_row.sequences, eager.sequences[1:])
+    torch.testing.assert_close(torch.stack(one_row.logits), torch.stack(eager.logits)[:, 1:], atol=1e-5, rtol=1e-5)
 
 
 def test_compile_config_is_checked_and_not_saved(tmp_path):
