@@ -135,7 +135,7 @@ class GenerationMixin:
     def _decode_call(self, config, cache):
         """What runs the decode steps. Compiling pays off only with a static cache (fixed shapes: one graph
         for every step); it is the default on a GPU, as in Transformers, and on other devices it takes a
-        CompileConfig, since on a CPU it helps small models and can cost weight-bound ones."""
+        CompileConfig: compiling costs seconds, which only long or repeated generation wins back."""
         decoder_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
         if config.disable_compile or decoder_cache is None or not decoder_cache.is_static:
             return self
