@@ -229,10 +229,13 @@ def test_static_decoder_cache_equals_dynamic(pair, name, beams):
     assert torch.equal(ours.generate(**kwargs), ours.generate(**kwargs, cache_implementation="static"))
 
 
+@pytest.mark.parametrize("how", ["forward", "compile_config"])
 @pytest.mark.parametrize("name", ["t5", "bart"])
-def test_static_decoder_step_traces_to_one_graph(pair, name):
-    """With a static cache, torch.compile captures the decoder step once: one graph for the first step
-    (which projects the encoder keys), one for every later token; no graph break. Padded prompts."""
+def test_static_decoder_step_traces_to_one_graph(pair, name, how):
+    """With a static cache, torch.compile captures the decoder step once, no graph break, padded prompts
+    and beams, tokens equal. A compiled forward: one graph for the first step (which projects the encoder
+    keys), one for every later token; generate(compile_config=...): the first step runs eager, the rest
+    is one graph."""
     from torch._dynamo.testing import CompileCounter
 
     ours, _, _ = pair(name)
@@ -242,35 +245,16 @@ def test_static_decoder_step_traces_to_one_graph(pair, name):
     torch._dynamo.reset()
     counter = CompileCounter()
     eager_forward = ours.forward
-    ours.forward = torch.compile(ours.forward, backend=counter, fullgraph=True, dynamic=False)
+    if how == "forward":
+        ours.forward = torch.compile(ours.forward, backend=counter, fullgraph=True, dynamic=False)
+    else:
+        kwargs["compile_config"] = pretrained.CompileConfig(backend=counter, fullgraph=True, dynamic=False, mode=None)
     try:
         out = ours.generate(**kwargs, cache_implementation="static")
     finally:
-        ours.forward = eager_forward
+        ours.forward, ours._compiled_call = eager_forward, None
         torch._dynamo.reset()
-    assert counter.frame_count == 2
-    assert torch.equal(out, expected)
-
-
-@pytest.mark.parametrize("name", ["t5", "bart"])
-def test_compile_config_compiles_the_decoder_step(pair, name):
-    """generate(compile_config=...) with a static cache: the first decoder step (projecting the encoder
-    keys) runs eager, every later one runs one compiled graph; beams and padded prompts; tokens equal."""
-    from torch._dynamo.testing import CompileCounter
-
-    ours, _, _ = pair(name)
-    ids, mask = batch(FAMILIES[name][4])
-    kwargs = dict(input_ids=ids, attention_mask=mask, max_new_tokens=6, min_new_tokens=6, num_beams=2)
-    expected = ours.generate(**kwargs)
-    torch._dynamo.reset()
-    counter = CompileCounter()
-    config = pretrained.CompileConfig(backend=counter, fullgraph=True, dynamic=False, mode=None)
-    try:
-        out = ours.generate(**kwargs, cache_implementation="static", compile_config=config)
-    finally:
-        ours._compiled_call = None
-        torch._dynamo.reset()
-    assert counter.frame_count == 1
+    assert counter.frame_count == (2 if how == "forward" else 1)
     assert torch.equal(out, expected)
 
 
