@@ -46,8 +46,8 @@ _RUNTIME_ONLY = ("compile_config",)  # may hold a callable backend: never writte
 
 @dataclasses.dataclass
 class CompileConfig:
-    """How generate() compiles the decode step (torch.compile's arguments). With a static cache, generate()
-    compiles on a GPU by default and on any device once a CompileConfig is given; the prompt runs eager."""
+    """How generate() compiles the decode step (torch.compile's arguments): given one and a static cache,
+    generate() runs the prompt eager and every later step as one compiled graph."""
 
     fullgraph: bool = False
     dynamic: bool | None = None

@@ -133,13 +133,13 @@ class GenerationMixin:
     # --- pieces ---
 
     def _decode_call(self, config, cache):
-        """What runs the decode steps. Compiling pays off only with a static cache (fixed shapes: one graph
-        for every step); it is the default on a GPU, as in Transformers, and on other devices it takes a
-        CompileConfig: compiling costs seconds, which only long or repeated generation wins back."""
+        """What runs the decode steps: the compiled call when a CompileConfig asks for it and the cache is
+        static (fixed shapes: one graph for every step). Transformers also compiles unasked on a GPU; here
+        it always takes the CompileConfig, since compiling costs seconds that only long or repeated
+        generation wins back (and no GPU has checked that path yet)."""
         decoder_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
-        if config.disable_compile or decoder_cache is None or not decoder_cache.is_static:
-            return self
-        if self.device.type != "cuda" and config.compile_config is None:
+        if (config.disable_compile or config.compile_config is None or decoder_cache is None
+                or not decoder_cache.is_static):
             return self
         return self.get_compiled_call(config.compile_config)
 
