@@ -59,7 +59,9 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
                                                  or (bias is not None and bias.requires_grad)))):
         return F.linear(x, weight, bias)
     if torch.compiler.is_compiling() and x.numel() == x.shape[-1]:
-        y = (x[..., None, :] * weight).sum(-1)  # (..., N): one row read against every weight row
+        # (..., N): one row against every weight row; only a backend that runs ops one by one
+        # ("eager", "aot_eager": debugging) builds the (N, K) product
+        y = (x[..., None, :] * weight).sum(-1)
         return y if bias is None else y + bias
     if x.numel() * weight.shape[0] < _ONEDNN_MIN_WORK:
         return F.linear(x, weight, bias)
