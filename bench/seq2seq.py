@@ -7,7 +7,8 @@
 Each library generates the same tokens (checked) with 4 beams and exactly 64 new tokens
 (min_new_tokens keeps random weights from ending early); medians of `--reps` timed rounds after one
 warm-up, each round timing both libraries. Prints seconds per call and the speed ratio (transformers
-time / pretrained time).
+time / pretrained time), and the same for pretrained with a static cache and a CompileConfig (generate()
+compiles its decoder step; the first call, which compiles, is the warm-up).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def main() -> None:
 
     print(f"T5-small shape, {args.beams} beams, {args.new_tokens} new tokens, source length {args.source_length}, "
           f"torch threads {torch.get_num_threads()}, medians of {args.reps}")
-    print(f"{'batch':>5} {'transformers s':>15} {'pretrained s':>13} {'ratio':>6}")
+    print(f"{'batch':>5} {'transformers s':>15} {'pretrained s':>13} {'ratio':>6} {'compiled s':>11} {'ratio':>6}")
     for batch in args.batch:
         ids = torch.randint(2, T5_SMALL["vocab_size"], (batch, args.source_length),
                             generator=torch.Generator().manual_seed(batch))
@@ -70,9 +71,13 @@ def main() -> None:
             a, b = ours.generate(**kwargs), theirs.generate(**kwargs)
             if not torch.equal(a, b):
                 raise SystemExit(f"batch {batch}: the two libraries generated different tokens")
-            t_theirs, t_ours = median_times([lambda: theirs.generate(**kwargs), lambda: ours.generate(**kwargs)],
-                                            args.reps)
-        print(f"{batch:>5} {t_theirs:>15.3f} {t_ours:>13.3f} {t_theirs / t_ours:>5.2f}x")
+            compiled = dict(kwargs, cache_implementation="static", compile_config=pretrained.CompileConfig(dynamic=False))
+            if not torch.equal(ours.generate(**compiled), a):
+                raise SystemExit(f"batch {batch}: the compiled decoder step generated other tokens")
+            t_theirs, t_ours, t_compiled = median_times([lambda: theirs.generate(**kwargs), lambda: ours.generate(**kwargs),
+                                                         lambda: ours.generate(**compiled)], args.reps)
+        print(f"{batch:>5} {t_theirs:>15.3f} {t_ours:>13.3f} {t_theirs / t_ours:>5.2f}x "
+              f"{t_compiled:>11.3f} {t_theirs / t_compiled:>5.2f}x")
 
 
 if __name__ == "__main__":
