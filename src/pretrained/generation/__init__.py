@@ -1,7 +1,7 @@
-"""Text generation: GenerationConfig, KV caches, logits processors, stopping criteria, streamers,
-the decoding loop and the `generate()` front that models with an LM head inherit."""
+"""Text generation: GenerationConfig, logits processors, stopping criteria, streamers,
+the decoding loop and the `generate()` front that models with an LM head inherit. The KV caches
+live in `pretrained.cache` (models own them)."""
 
-from .cache import Cache, DynamicCache, EncoderDecoderCache, StaticCache
 from .config import CompileConfig, GenerationConfig
 from .mixin import GenerationMixin
 from .processors import (

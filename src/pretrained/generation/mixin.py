@@ -14,7 +14,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..outputs import BaseModelOutput
-from .cache import Cache, DynamicCache, EncoderDecoderCache, StaticCache
+from ..cache import Cache, DynamicCache, EncoderDecoderCache, StaticCache
 from .config import CompileConfig, GenerationConfig
 from .decoding import Stepper, beam_search, sample
 from .processors import (

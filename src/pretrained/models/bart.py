@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..heads import Seq2SeqLMHead, encode_decode, seq2seq_output, shift_tokens_right, token_loss
 from ..layers import Linear, get_activation
 from ..masks import causal_mask, padding_mask
-from ..generation.cache import attention_kv
+from ..cache import attention_kv
 from ..modeling import PreTrainedModel, output_flags
 from ..outputs import BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput, Seq2SeqModelOutput, finish
 from .t5 import _decoder_cache

@@ -19,7 +19,7 @@ from ..configuration import PretrainedConfig
 from ..heads import CausalLMHead, DecoderSequenceClassificationHead
 from ..layers import Linear, get_activation
 from ..masks import causal_mask
-from ..generation.cache import forward_cache
+from ..cache import forward_cache
 from ..modeling import PreTrainedModel, output_flags
 from ..outputs import BaseModelOutputWithPast, finish
 

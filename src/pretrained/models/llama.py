@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..heads import CausalLMHead, DecoderSequenceClassificationHead
 from ..layers import Linear, RMSNorm, RotaryEmbedding, get_activation, rope_parameters, rotate, signed_sin
 from ..masks import causal_mask
-from ..generation.cache import forward_cache
+from ..cache import forward_cache
 from ..modeling import PreTrainedModel, output_flags
 from ..outputs import BaseModelOutputWithPast, finish
 

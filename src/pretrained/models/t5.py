@@ -17,7 +17,7 @@ from torch import nn
 from ..attention import attend, attention_function
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError
-from ..generation.cache import Cache, EncoderDecoderCache, attention_kv
+from ..cache import Cache, EncoderDecoderCache, attention_kv
 from ..heads import Seq2SeqLMHead, encode_decode, seq2seq_output, token_loss
 from ..layers import Linear, RMSNorm, get_activation
 from ..masks import causal_mask, padding_mask
