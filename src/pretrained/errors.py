@@ -20,3 +20,12 @@ class UnsafeCheckpointError(CheckpointError):
 
 class UnknownModelError(PretrainedError, ValueError):
     """A model_type or task with no registered implementation; the message lists the supported ones."""
+
+
+class InputError(PretrainedError, ValueError):
+    """An argument of a call (inputs, generation settings, options) is missing, contradictory or out of
+    range; the message names the argument and what was expected."""
+
+
+class UnsupportedOptionError(InputError):
+    """An option Transformers accepts that `pretrained` does not implement; refused by name, never ignored."""
