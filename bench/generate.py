@@ -23,9 +23,7 @@ import sys
 import tempfile
 import time
 
-# bench/ holds a tokenize.py that would shadow the standard library's
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-import torch  # noqa: E402
+import torch
 
 CASES = {
     "tiny": ("LlamaConfig", "LlamaForCausalLM", 1, dict(vocab_size=1000, hidden_size=256, intermediate_size=688,

@@ -21,9 +21,6 @@ import sys
 import tempfile
 import time
 
-# bench/ holds a tokenize.py (the issue's name) that would shadow the standard library's
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
 LOAD_SCRIPT = r"""
 import json, sys, time
 def rss(): return int(open('/proc/self/statm').read().split()[1]) * 4096

@@ -14,18 +14,14 @@ checked to agree before timing.
 
 from __future__ import annotations
 
+import argparse
 import os
+import random
+import shutil
+import statistics
 import sys
-
-# bench/tokenize.py would shadow the standard library's tokenize module for this script
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
-import argparse  # noqa: E402
-import random  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import tempfile
+import time
 
 
 def sentences(n: int, vocab_file: str, seed: int = 0) -> list[str]:

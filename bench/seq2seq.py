@@ -1,8 +1,6 @@
 """Seq2seq beam search, pretrained vs transformers, side by side on one T5-small-shaped random checkpoint.
 
-    python -P bench/seq2seq.py [--reps 5] [--new-tokens 64] [--beams 4] [--batch 1 8] [--source-length 32] [--threads 1]
-
-(-P: bench/tokenize.py would shadow the standard library's tokenize module.)
+    python bench/seq2seq.py [--reps 5] [--new-tokens 64] [--beams 4] [--batch 1 8] [--source-length 32] [--threads 1]
 
 Each library generates the same tokens (checked) with 4 beams and exactly 64 new tokens
 (min_new_tokens keeps random weights from ending early); medians of `--reps` timed rounds after one

@@ -1,13 +1,16 @@
 """One attention signature, backends chosen by name (`config.attn_implementation`).
 
-    fn(q, k, v, mask, scale, dropout, is_causal) -> (out, weights | None)
+    fn(q, k, v, mask, scale, dropout, is_causal, bias=None, softcap=None) -> (out, weights | None)
     q: (B, H, T, D)   k, v: (B, Hkv, S, D) with H % Hkv == 0 (grouped-query attention)
     mask: additive float mask broadcastable to (B, H, T, S), or None
     is_causal: mask is None and position t may only see keys <= t (only used when T == S)
+    bias: additive score bias broadcastable to (B, H, T, S): relative positions (T5, ALiBi, ...)
+    softcap: scores become softcap * tanh(scores / softcap) before bias and mask (Gemma 2/3)
     out: (B, H, T, D); weights: (B, H, T, S) when the backend computes them
 
 Model code never branches on the backend; `eager` is the reference and the only one that returns
-weights, so `output_attentions=True` runs eager for that call.
+weights, so `output_attentions=True` runs eager for that call. Faster kernels for inference are
+chosen by `pretrained.optimize`, not here.
 """
 
 from __future__ import annotations
@@ -27,11 +30,15 @@ def _repeat_kv(x: torch.Tensor, n: int) -> torch.Tensor:
     return x if n == 1 else x.repeat_interleave(n, dim=1)
 
 
-def eager_attention(q, k, v, mask=None, scale=None, dropout=0.0, is_causal=False):
+def eager_attention(q, k, v, mask=None, scale=None, dropout=0.0, is_causal=False, bias=None, softcap=None):
     n_rep = q.shape[1] // k.shape[1]
     k, v = _repeat_kv(k, n_rep), _repeat_kv(v, n_rep)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, H, T, S)
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
+    if bias is not None:
+        scores = scores + bias
     if mask is not None:
         scores = scores + mask
     elif is_causal:
@@ -44,11 +51,11 @@ def eager_attention(q, k, v, mask=None, scale=None, dropout=0.0, is_causal=False
     return torch.matmul(weights, v), weights
 
 
-def sdpa_attention(q, k, v, mask=None, scale=None, dropout=0.0, is_causal=False):
-    if q.shape[2] == 1 and not dropout and q.device.type == "cpu" and torch.compiler.is_compiling():
-        # one query per row (a decode step) in a compiled graph: written out, the product, softmax and
-        # product fuse into inductor's loops and beat the CPU flash kernel (GPT-2-small: 13.3 vs 15.2 ms a step)
-        return eager_attention(q, k, v, mask, scale)[0], None
+def sdpa_attention(q, k, v, mask=None, scale=None, dropout=0.0, is_causal=False, bias=None, softcap=None):
+    if softcap is not None:  # the fused kernel has no soft-capping
+        return eager_attention(q, k, v, mask, scale, dropout, is_causal, bias, softcap)[0], None
+    if bias is not None:
+        mask = bias if mask is None else bias + mask
     gqa = q.shape[1] != k.shape[1]
     out = F.scaled_dot_product_attention(
         q, k, v, attn_mask=mask, dropout_p=dropout, scale=scale,
@@ -74,6 +81,9 @@ def attend(fn: AttentionFunction, q, k, v, mask=None, **options):
     if Bq == Bk:
         return fn(q, k, v, mask, **options)
     g = Bq // Bk
+    if options.get("bias") is not None:  # folded with the mask: both are added to the scores
+        bias = options.pop("bias")
+        mask = bias if mask is None else bias + mask
     if g * Bk != Bq or options.get("is_causal"):
         raise ValueError(f"attention: {Bq} query rows cannot share {Bk} rows of keys (need a multiple, not causal)")
     _, H, T, D = q.shape

@@ -8,7 +8,7 @@ from typing import Any
 from . import registry
 from .configuration import PretrainedConfig, get_config_dict
 from .errors import CheckpointError
-from .hub import HubOptions
+from .hub import HubOptions, hub_kwargs
 
 
 class AutoConfig:
@@ -60,9 +60,10 @@ class _AutoModel:
         config = kwargs.pop("config", None)
         if not isinstance(config, PretrainedConfig):
             # config-field kwargs (num_labels=...) are applied by the model class's from_pretrained
-            hub_kwargs = {k: kwargs[k] for k in ("revision", "cache_dir", "local_files_only", "token",
-                                                 "force_download", "subfolder", "gguf_file") if k in kwargs}
-            config = AutoConfig.from_pretrained(config or pretrained_model_name_or_path, **hub_kwargs)
+            options = hub_kwargs(kwargs)
+            if "gguf_file" in kwargs:
+                options["gguf_file"] = kwargs["gguf_file"]
+            config = AutoConfig.from_pretrained(config or pretrained_model_name_or_path, **options)
         model_cls = registry.model_class(cls.task, config)
         return model_cls.from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
 

@@ -270,6 +270,18 @@ def forward_cache(past_key_values: Cache | None, use_cache: bool,
     return cache, cache.get_seq_length() if cache is not None else 0
 
 
+def encoder_decoder_cache(past_key_values, use_cache: bool) -> EncoderDecoderCache | None:
+    """An encoder-decoder's decoder cache: the one given (a plain cache becomes its self-attention
+    part, legacy tuples are converted), a new one when caching, else None."""
+    if isinstance(past_key_values, EncoderDecoderCache):
+        return past_key_values
+    if isinstance(past_key_values, Cache):
+        return EncoderDecoderCache(past_key_values)
+    if isinstance(past_key_values, (tuple, list)):
+        return EncoderDecoderCache.from_legacy_cache(past_key_values)
+    return EncoderDecoderCache() if use_cache else None
+
+
 def attention_kv(x, encoder_states, project, cache, layer_idx: int, cache_position=None):
     """Keys and values for one attention call. Self-attention (no encoder_states) projects `x` and
     appends to the cache; cross-attention projects the encoder states, once per cache."""

@@ -17,7 +17,6 @@ from torch import nn
 
 from .errors import ConfigError
 from .generation.mixin import GenerationMixin
-from .layers import Linear
 from .outputs import (
     BaseModelOutput, CausalLMOutputWithPast, MaskedLMOutput, SequenceClassifierOutputWithPast, MultipleChoiceModelOutput, QuestionAnsweringModelOutput, SequenceClassifierOutput,
     TokenClassifierOutput, finish,
@@ -142,7 +141,7 @@ class TokenClassificationHead(_Head):
         self.num_labels = config.num_labels
         self._build_base(config)
         self.dropout = nn.Dropout(self.head_dropout(config))
-        self.classifier = Linear(config.hidden_size, config.num_labels)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, return_dict=None, **inputs):
@@ -164,7 +163,7 @@ class QuestionAnsweringHead(_Head):
         self._build_base(config)
         if self.qa_dropout:
             self.dropout = nn.Dropout(getattr(config, self.qa_dropout))
-        self.qa_outputs = Linear(config.hidden_size, config.num_labels)
+        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, start_positions=None, end_positions=None,
@@ -218,7 +217,7 @@ class CausalLMHead(GenerationMixin, LMHeadAccess, _Head):
     def __init__(self, config):
         super().__init__(config)
         self._build_base(config)
-        self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
         self.init_generation_config()
 
@@ -247,7 +246,7 @@ class DecoderSequenceClassificationHead(_Head):
         super().__init__(config)
         self.num_labels = config.num_labels
         self._build_base(config)
-        self.score = Linear(config.hidden_size, config.num_labels, bias=False)
+        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
         self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, return_dict=None, **inputs):

@@ -7,7 +7,7 @@ huggingface_hub is imported inside the functions: it costs ~100 ms and a local f
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from .errors import CheckpointError
 
@@ -27,7 +27,7 @@ class HubOptions:
     def pop_from(cls, kwargs: dict) -> "HubOptions":
         """Take the hub keywords out of a from_pretrained **kwargs dict (Transformers' `use_auth_token` too)."""
         opts = cls()
-        for field in ("revision", "cache_dir", "local_files_only", "token", "force_download", "subfolder"):
+        for field in HUB_KWARGS:
             if field in kwargs:
                 value = kwargs.pop(field)
                 if value is not None:
@@ -38,6 +38,15 @@ class HubOptions:
         for ignored in ("resume_download", "proxies", "_commit_hash", "mirror"):
             kwargs.pop(ignored, None)
         return opts
+
+
+# The from_pretrained keywords that say where files come from: HubOptions' fields, named once.
+HUB_KWARGS: tuple[str, ...] = tuple(f.name for f in fields(HubOptions))
+
+
+def hub_kwargs(kwargs: dict) -> dict:
+    """The hub keywords present in `kwargs`, left in place: what a from_pretrained passes on to another."""
+    return {k: kwargs[k] for k in HUB_KWARGS if k in kwargs}
 
 
 def is_local(name_or_path: str | os.PathLike) -> bool:

@@ -1,5 +1,4 @@
-"""Small building blocks shared by architectures: the linear layer, the activation table, norms,
-and rotary position embeddings with their scaling variants (default, linear, dynamic, llama3, yarn)."""
+"""Small building blocks shared by architectures: the activation table, norms, and rotary position embeddings with their scaling variants (default, linear, dynamic, llama3, yarn)."""
 
 from __future__ import annotations
 
@@ -10,71 +9,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError
-
-
-# --- linear layers ---
-
-def _find_onednn_linear():
-    """oneDNN's linear kernel as PyTorch ships it (the one inductor fuses into), or None."""
-    try:
-        return torch.ops.mkldnn._linear_pointwise if torch.backends.mkldnn.is_available() else None
-    except (AttributeError, RuntimeError):
-        return None
-
-
-_onednn_linear = _find_onednn_linear()
-# Below ~64K multiply-adds the fixed cost of a oneDNN call (~10 us) outweighs its faster kernel. (On
-# weights already in cache MKL wins up to ~0.5M, but a decode step streams its weights from memory:
-# there a 4-layer, 256-wide model decodes 10-13% faster with oneDNN from 64K up.)
-_ONEDNN_MIN_WORK = 1 << 16
-
-
-@torch.library.custom_op("pretrained::onednn_linear", mutates_args=())
-def _compiled_onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """The same kernel as one opaque op of a torch.compile graph: inductor cannot lower the raw op on
-    a weight it has not frozen, and would otherwise hand the matmul to MKL (~half the speed here)."""
-    return _onednn_linear(x, weight, bias, "none", [], "")
-
-
-@_compiled_onednn_linear.register_fake
-def _(x, weight, bias):
-    return x.new_empty((*x.shape[:-1], weight.shape[0]))
-
-
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """F.linear, run where it is faster for float32 CPU inference.
-
-    PyTorch's CPU build sends float32 matmuls to MKL, which on this class of machine reads a
-    (1, C) x (C, N) product at about half the memory bandwidth oneDNN reaches and is ~2x slower at
-    larger batches, so eager calls go to oneDNN. Inside torch.compile a one-row product becomes a
-    multiply-and-sum that inductor writes as one reduction loop, fused with its neighbours, reading the
-    weight faster still (there is no per-call cost to repay); more rows go to oneDNN as an opaque op.
-    Anything that may need a gradient stays on F.linear (the oneDNN op has no autograd formula), as do
-    graphs meant to leave PyTorch (torch.export, jit.trace: ONNX and other formats know F.linear's op).
-    Results agree with F.linear to float32 rounding, not bit for bit."""
-    if not (_onednn_linear is not None and x.dtype == torch.float32 and x.device.type == "cpu"
-            and weight.dtype == torch.float32 and weight.device.type == "cpu" and weight.is_contiguous()
-            and not torch.jit.is_tracing() and not torch.compiler.is_exporting()
-            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
-                                                 or (bias is not None and bias.requires_grad)))):
-        return F.linear(x, weight, bias)
-    if torch.compiler.is_compiling() and x.numel() == x.shape[-1]:
-        # (..., N): one row against every weight row; only a backend that runs ops one by one
-        # ("eager", "aot_eager": debugging) builds the (N, K) product
-        y = (x[..., None, :] * weight).sum(-1)
-        return y if bias is None else y + bias
-    if x.numel() * weight.shape[0] < _ONEDNN_MIN_WORK:
-        return F.linear(x, weight, bias)
-    if torch.compiler.is_compiling():
-        return _compiled_onednn_linear(x, weight, bias)
-    return _onednn_linear(x, weight, bias, "none", [], "")
-
-
-class Linear(nn.Linear):
-    """nn.Linear (same parameters, same checkpoint keys) whose inference path is `linear` above."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return linear(x, self.weight, self.bias)
 
 
 def gelu_new(x: torch.Tensor) -> torch.Tensor:
@@ -113,6 +47,17 @@ def get_activation(name: str, field: str = "hidden_act"):
     if name not in ACT2FN:
         raise ConfigError(f"{field}={name!r} is not a known activation; expected one of {sorted(ACT2FN)}")
     return ACT2FN[name]
+
+
+def clamp_fp16(x: torch.Tensor) -> torch.Tensor:
+    """The references' float16 overflow guard (T5 blocks, BART encoder layers): once an activation
+    overflows to inf, clamp everything just inside the representable range. No Python branch on the
+    values, so a compiled graph keeps it."""
+    if x.dtype != torch.float16:
+        return x
+    top = torch.finfo(x.dtype).max
+    limit = torch.where(torch.isinf(x).any(), top - 1000, top)
+    return x.clamp(-limit, limit)
 
 
 class RMSNorm(nn.Module):
@@ -233,6 +178,10 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.dynamic = self.params["rope_type"] == "dynamic"
 
+    def reset_buffers(self) -> None:
+        """Recompute the frequencies (a model built on the meta device has none)."""
+        self.inv_freq = self.fn(self.params["rope_theta"], self.dim, self.params, self.max_positions, None)[0]
+
     def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """position_ids (B, T) -> cos, sin (B, T, dim) in `dtype`."""
         inv_freq = self.inv_freq
@@ -258,5 +207,24 @@ def signed_sin(sin: torch.Tensor) -> torch.Tensor:
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
     """Rotary embedding x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x2, x1), in three ops:
     rotate_half(x) * sin == roll(x, D/2) * signed_sin(sin) bit for bit (a negation is exact).
-    x (B, H, T, D); cos, sin_signed broadcastable to it."""
-    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * sin_signed
+    x (B, H, T, D); cos, sin_signed broadcastable to (B, H, T, R): with R < D (partial rotary) the first
+    R features rotate and the others pass through."""
+    R = cos.shape[-1]
+    if R < x.shape[-1]:
+        return torch.cat((rotate(x[..., :R], cos, sin_signed), x[..., R:]), dim=-1)
+    return x * cos + x.roll(R // 2, dims=-1) * sin_signed
+
+
+def sinusoidal_table(num_positions: int, dim: int, interleaved: bool = True) -> torch.Tensor:
+    """The fixed position table of "Attention is all you need": angle p / 10000^(2i/dim) for feature
+    pair i, sin and cos interleaved (DistilBERT) or sin in the first half and cos in the second
+    (Marian); computed in float64 as the references' numpy tables, returned in float32."""
+    position = torch.arange(num_positions, dtype=torch.float64)[:, None]
+    angles = position / torch.pow(10000.0, 2 * (torch.arange(dim, dtype=torch.float64) // 2) / dim)  # (P, dim)
+    sin, cos = torch.sin(angles[:, 0::2]).float(), torch.cos(angles[:, 1::2]).float()
+    table = torch.empty(num_positions, dim)
+    if interleaved:
+        table[:, 0::2], table[:, 1::2] = sin, cos
+    else:
+        table[:, :sin.shape[1]], table[:, sin.shape[1]:] = sin, cos
+    return table

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from . import conversion
 from .configuration import PretrainedConfig, get_config_dict
@@ -32,35 +33,34 @@ _NO_OP_KWARGS = ("low_cpu_mem_usage", "_fast_init", "trust_remote_code", "offloa
                  "from_tf", "from_flax", "_from_auto", "_from_pipeline", "use_flash_attention_2", "key_mapping")
 
 
-_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
-                   "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_")
+_INIT_FUNCTIONS = frozenset(getattr(nn.init, name) for name in (
+    "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_", "xavier_uniform_",
+    "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_"))
+_IN_PLACE_FILLS = frozenset(getattr(torch.Tensor, name) for name in (
+    "uniform_", "normal_", "fill_", "zero_", "random_", "exponential_", "bernoulli_"))
+
+
+class _SkipInitOnMeta(TorchFunctionMode):
+    """Random init and fills of meta tensors do nothing (the checkpoint fills them). Without this,
+    torch runs them through its Python reference kernels, which import torch._dynamo (~1.5 s).
+    A torch function mode is per thread, like `torch.device("meta")`: nothing global is patched."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _INIT_FUNCTIONS or func in _IN_PLACE_FILLS:
+            tensor = args[0] if args else kwargs.get("tensor")
+            if isinstance(tensor, torch.Tensor) and tensor.is_meta:
+                return tensor
+        return func(*args, **kwargs)
 
 
 @contextlib.contextmanager
-def meta_parameters():
-    """Create parameters on the meta device and skip their random init (buffers stay real: they are
-    small and often computed). Init on meta is not free: torch routes it through its Python
-    reference kernels, which import torch._dynamo (~1.5 s)."""
-    original_register = nn.Module.register_parameter
-    originals = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS}
-
-    def register(module, name, param):
-        original_register(module, name, param)
-        if param is not None and param.device.type != "meta":
-            module._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
-
-    def skip_meta(fn):
-        return lambda tensor, *args, **kwargs: tensor if tensor.is_meta else fn(tensor, *args, **kwargs)
-
-    nn.Module.register_parameter = register
-    for name, fn in originals.items():
-        setattr(nn.init, name, skip_meta(fn))
-    try:
+def init_empty_weights():
+    """Build modules with every parameter and buffer on the meta device and no random init: no
+    memory, no time. Local to the calling thread; afterwards `PreTrainedModel._materialize_missing`
+    allocates what a checkpoint did not fill and recomputes derived buffers (`reset_buffers()`)."""
+    with torch.device("meta"), _SkipInitOnMeta():
         yield
-    finally:
-        nn.Module.register_parameter = original_register
-        for name, fn in originals.items():
-            setattr(nn.init, name, fn)
 
 
 def resolve_dtype(dtype, config: PretrainedConfig, first_float_dtype=None) -> torch.dtype | None:
@@ -98,6 +98,7 @@ class PreTrainedModel(nn.Module):
     _keep_in_fp32_modules: tuple[str, ...] = ()
     checkpoint_rules: tuple = ()  # conversion.Rename / Transpose / Fuse (a property when it depends on the config)
     supports_gradient_checkpointing: bool = False
+    use_inference_optimizations: bool = True  # eval mode runs pretrained.optimize's kernels (set False to opt out)
     init_std_field: str = "initializer_range"  # config field holding the init std (BART calls it init_std)
 
     def __init__(self, config: PretrainedConfig, *args, **kwargs):
@@ -110,10 +111,22 @@ class PreTrainedModel(nn.Module):
         self.name_or_path = config.name_or_path
         self.gradient_checkpointing = False
 
+    def train(self, mode: bool = True):
+        """Train mode runs the plain modules; eval mode swaps in the inference kernels of
+        `pretrained.optimize` (reversibly, same parameters) unless `use_inference_optimizations` is False."""
+        super().train(mode)
+        from . import optimize
+
+        if mode or not self.use_inference_optimizations:
+            optimize.undo_inference_optimizations(self)
+        else:
+            optimize.optimize_for_inference(self)
+        return self
+
     # --- init and tying ---
 
     def post_init(self) -> None:
-        if not any(p.is_meta for p in self.parameters()):  # under meta_parameters() the checkpoint fills them
+        if not any(p.is_meta for p in self.parameters()):  # under init_empty_weights() the checkpoint fills them
             self.apply(self._init_weights)
         self.tie_weights()
 
@@ -178,16 +191,24 @@ class PreTrainedModel(nn.Module):
         return hasattr(self, "generate") and self.get_output_embeddings() is not None
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
+        """Recompute each layer's activations in the backward pass instead of storing them (training
+        only); `gradient_checkpointing_kwargs` go to torch.utils.checkpoint.checkpoint."""
         if not self.supports_gradient_checkpointing:
-            raise ValueError(f"{type(self).__name__} does not support gradient checkpointing")
-        for m in self.modules():
-            if hasattr(m, "gradient_checkpointing"):
-                m.gradient_checkpointing = True
+            raise ConfigError(f"{type(self).__name__} does not support gradient checkpointing")
+        stacks = [m for m in self.modules() if hasattr(m, "gradient_checkpointing") and m is not self]
+        for m in stacks or [self]:
+            m.gradient_checkpointing = True
+            m.gradient_checkpointing_kwargs = dict(gradient_checkpointing_kwargs or {})
+        self.gradient_checkpointing = True
 
     def gradient_checkpointing_disable(self) -> None:
         for m in self.modules():
             if hasattr(m, "gradient_checkpointing"):
                 m.gradient_checkpointing = False
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return any(getattr(m, "gradient_checkpointing", False) for m in self.modules())
 
     @classmethod
     def from_config(cls, config: PretrainedConfig, dtype=None, torch_dtype=None, attn_implementation=None):
@@ -260,7 +281,7 @@ class PreTrainedModel(nn.Module):
         if target_dtype is not None:
             config.dtype = str(target_dtype).removeprefix("torch.")
 
-        with meta_parameters():
+        with init_empty_weights():
             model = cls(config, *model_args)
         info = model._load_checkpoint(key_to_shard, target_dtype, ignore_mismatched_sizes)
         model.tie_weights()
@@ -350,7 +371,19 @@ class PreTrainedModel(nn.Module):
         return dtype
 
     def _materialize_missing(self, dtype: torch.dtype | None) -> None:
-        """Parameters still on meta were not in the checkpoint: allocate and initialise them."""
+        """Tensors still on meta were not in the checkpoint: allocate and initialise parameters
+        (`_init_weights`); buffers are recomputed by their module's `reset_buffers()` (rotary and
+        sinusoidal tables), or else start at zero (biases such as BART's final_logits_bias)."""
+        for module in self.modules():
+            meta = [n for n, b in module.named_buffers(recurse=False) if b.is_meta]
+            if not meta:
+                continue
+            if hasattr(module, "reset_buffers"):
+                module.reset_buffers()
+                continue
+            for n in meta:
+                b = module._buffers[n]
+                module._buffers[n] = torch.zeros(b.shape, dtype=dtype if dtype and b.is_floating_point() else b.dtype)
         tied_targets = set(self.tied_weights())
         for module_name, module in self.named_modules():
             meta = [n for n, p in module.named_parameters(recurse=False)

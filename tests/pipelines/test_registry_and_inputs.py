@@ -106,3 +106,11 @@ def test_loaded_model_remembers_its_folder(minilm_path):
     assert AutoConfig.from_pretrained(minilm_path).name_or_path == minilm_path
     pipe = pipeline("sentence-similarity", model=model)
     assert pipe("a cat", sentences=["a kitten"]) == pipeline("sentence-similarity")("a cat", sentences=["a kitten"])
+
+
+def test_every_hub_keyword_goes_to_loading_not_to_the_task(ckpt):
+    from pretrained.hub import HUB_KWARGS, HubOptions
+
+    values = {name: getattr(HubOptions(), name) for name in HUB_KWARGS}  # the defaults: loading is unchanged
+    pipe = pipeline("text-classification", model=ckpt("seqcls"), **values)
+    assert pipe("Hello world!")[0]["label"] in ("NEG", "NEU", "POS")

@@ -19,14 +19,14 @@ from torch import nn
 
 from ..attention import attend, attention_function
 from ..configuration import PretrainedConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from ..heads import Seq2SeqLMHead, encode_decode, seq2seq_output, shift_tokens_right, token_loss
-from ..layers import Linear, get_activation
+from ..layers import clamp_fp16, get_activation, sinusoidal_table
 from ..masks import causal_mask, padding_mask
-from ..cache import attention_kv
+from ..cache import attention_kv, encoder_decoder_cache
 from ..modeling import PreTrainedModel, output_flags
+from ..stack import run_layers
 from ..outputs import BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput, Seq2SeqModelOutput, finish
-from .t5 import _decoder_cache
 
 
 class BartConfig(PretrainedConfig):
@@ -96,14 +96,6 @@ class MarianConfig(BartConfig):
             self.decoder_vocab_size = self.vocab_size
 
 
-def _clamp_fp16(x: torch.Tensor) -> torch.Tensor:
-    """The reference's float16 guard in encoder layers: clamp once activations overflow."""
-    if x.dtype == torch.float16 and not bool(torch.isfinite(x).all()):
-        limit = torch.finfo(x.dtype).max - 1000
-        x = x.clamp(-limit, limit)
-    return x
-
-
 class LearnedPositions(nn.Embedding):
     """BART's learned positions: position p is row p + 2 (two rows reserved by fairseq)."""
 
@@ -118,17 +110,16 @@ class LearnedPositions(nn.Embedding):
 
 class SinusoidalPositions(nn.Module):
     """Marian's fixed positions: sin in the first half of the features, cos in the second. A buffer,
-    not a checkpoint tensor; computed in float64 as the reference's numpy table."""
+    not a checkpoint tensor."""
 
     def __init__(self, num_positions: int, dim: int):
         super().__init__()
-        pos = torch.arange(num_positions, dtype=torch.float64)[:, None]
-        angle = pos / torch.pow(10000.0, 2 * (torch.arange(dim) // 2).double() / dim)  # (P, dim)
-        half = dim // 2 + dim % 2
-        table = torch.empty(num_positions, dim)
-        table[:, :half] = torch.sin(angle[:, 0::2]).float()
-        table[:, half:] = torch.cos(angle[:, 1::2]).float()
-        self.register_buffer("weight", table, persistent=False)
+        self.num_positions, self.dim = num_positions, dim
+        self.register_buffer("weight", sinusoidal_table(num_positions, dim, interleaved=False), persistent=False)
+
+    def reset_buffers(self) -> None:
+        """Recompute the table (a model built on the meta device has none)."""
+        self.weight = sinusoidal_table(self.num_positions, self.dim, interleaved=False)
 
     def forward(self, positions: torch.Tensor) -> torch.Tensor:
         return F.embedding(positions, self.weight)
@@ -141,10 +132,10 @@ class BartAttention(nn.Module):
         super().__init__()
         self.config, self.layer_idx, self.num_heads = config, layer_idx, num_heads
         self.head_dim = config.d_model // num_heads
-        self.k_proj = Linear(config.d_model, config.d_model)
-        self.v_proj = Linear(config.d_model, config.d_model)
-        self.q_proj = Linear(config.d_model, config.d_model)
-        self.out_proj = Linear(config.d_model, config.d_model)
+        self.k_proj = nn.Linear(config.d_model, config.d_model)
+        self.v_proj = nn.Linear(config.d_model, config.d_model)
+        self.q_proj = nn.Linear(config.d_model, config.d_model)
+        self.out_proj = nn.Linear(config.d_model, config.d_model)
 
     def forward(self, x, mask, encoder_states=None, cache=None, cache_position=None, output_attentions=False,
                 is_causal=False):
@@ -173,8 +164,8 @@ class BartLayer(nn.Module):
         if is_decoder:
             self.encoder_attn = BartAttention(config, heads, layer_idx)
             self.encoder_attn_layer_norm = nn.LayerNorm(config.d_model)
-        self.fc1 = Linear(config.d_model, ffn)
-        self.fc2 = Linear(ffn, config.d_model)
+        self.fc1 = nn.Linear(config.d_model, ffn)
+        self.fc2 = nn.Linear(ffn, config.d_model)
         self.final_layer_norm = nn.LayerNorm(config.d_model)
         self.act = get_activation(config.activation_function, "activation_function")
         self.dropout = nn.Dropout(config.dropout)
@@ -198,7 +189,7 @@ class BartLayer(nn.Module):
             x, cross_weights = self._residual(x, self.encoder_attn_layer_norm, lambda h: self.encoder_attn(
                 h, cross_mask, encoder_states, cache, None, output_attentions))
         x, _ = self._residual(x, self.final_layer_norm, self._feed_forward)
-        return (x if self.is_decoder else _clamp_fp16(x)), weights, cross_weights
+        return (x if self.is_decoder else clamp_fp16(x)), weights, cross_weights
 
 
 class BartStack(nn.Module):
@@ -220,6 +211,7 @@ class BartStack(nn.Module):
             self.layer_norm = nn.LayerNorm(config.d_model)
         self.dropout = nn.Dropout(config.dropout)
         self.layerdrop = config.decoder_layerdrop if is_decoder else config.encoder_layerdrop
+        self.gradient_checkpointing = False
 
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, encoder_hidden_states=None,
                 encoder_attention_mask=None, past_key_values=None, use_cache=None, cache_position=None,
@@ -228,15 +220,15 @@ class BartStack(nn.Module):
         output_attentions, output_hidden_states = output_flags(config, output_attentions, output_hidden_states)
         side = "decoder" if self.is_decoder else "encoder"
         if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError(f"the {type(config).__name__[:-6]} {side} needs exactly one of input_ids or inputs_embeds")
+            raise InputError(f"the {type(config).__name__[:-6]} {side} needs exactly one of input_ids or inputs_embeds")
         x = self.embed_tokens(input_ids) * self.embed_scale if inputs_embeds is None else inputs_embeds  # (B, T, C)
         B, T = x.shape[:2]
-        cache = _decoder_cache(past_key_values, use_cache and self.is_decoder)
+        cache = encoder_decoder_cache(past_key_values, use_cache and self.is_decoder)
         # with cache_position (a static cache) no count is read: one compiled step fits every position;
         # generate() checked the positions then
         past = cache.get_seq_length() if cache is not None and cache_position is None else 0
         if cache_position is None and past + T > config.max_position_embeddings:
-            raise ValueError(f"{side} positions {past}..{past + T - 1} exceed max_position_embeddings="
+            raise InputError(f"{side} positions {past}..{past + T - 1} exceed max_position_embeddings="
                              f"{config.max_position_embeddings} of {type(config).__name__}; truncate the input")
         positions = torch.arange(past, past + T, device=x.device) if cache_position is None else cache_position
         x = x + self.embed_positions(positions).to(x.dtype)
@@ -251,31 +243,22 @@ class BartStack(nn.Module):
         else:
             mask, cross_mask = padding_mask(attention_mask, x.dtype), None
 
-        hidden_states = () if output_hidden_states else None
-        attentions = () if output_attentions else None
-        cross_attentions = () if output_attentions and self.is_decoder else None
-        for layer in self.layers:
-            if output_hidden_states:
-                hidden_states += (x,)
-            if self.training and self.layerdrop and float(torch.rand([])) < self.layerdrop:
-                continue
-            x, weights, cross_weights = layer(x, mask, encoder_hidden_states, cross_mask, cache, cache_position,
-                                              output_attentions)
-            if output_attentions:
-                attentions += (weights,)
-                if self.is_decoder:
-                    cross_attentions += (cross_weights,)
+        out = run_layers(self, self.layers, x, mask, encoder_hidden_states, cross_mask, cache, cache_position,
+                         output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                         layerdrop=self.layerdrop)
+        x = out.last_hidden_state
         if config.add_final_layer_norm:
             x = self.layer_norm(x)
-        if output_hidden_states:
-            hidden_states += (x,)
-        return BaseModelOutputWithPastAndCrossAttentions(x, cache, hidden_states, attentions, cross_attentions)
+        hidden_states = out.hidden_states + (x,) if output_hidden_states else None
+        cross_attentions = out.cross_attentions if output_attentions and self.is_decoder else None
+        return BaseModelOutputWithPastAndCrossAttentions(x, cache, hidden_states, out.attentions, cross_attentions)
 
 
 class BartPreTrainedModel(PreTrainedModel):
     config_class = BartConfig
     base_model_prefix = "model"
     init_std_field = "init_std"
+    supports_gradient_checkpointing = True
     _keys_to_ignore_on_load_missing = (r"final_logits_bias$",)
 
     def tied_weights(self) -> dict[str, str]:
@@ -324,7 +307,7 @@ class BartModel(BartPreTrainedModel):
                 cache_position=None, **_):
         if decoder_input_ids is None and decoder_inputs_embeds is None and self.decoder_inputs_from_input_ids:
             if input_ids is None:
-                raise ValueError(f"{type(self).__name__} needs input_ids to build decoder_input_ids from them; "
+                raise InputError(f"{type(self).__name__} needs input_ids to build decoder_input_ids from them; "
                                  "pass decoder_input_ids or decoder_inputs_embeds")
             decoder_input_ids = shift_tokens_right(input_ids, self.config.pad_token_id,
                                                    self.config.decoder_start_token_id, type(self).__name__)
@@ -345,7 +328,7 @@ class BartForConditionalGeneration(Seq2SeqLMHead, BartPreTrainedModel):
         self.model = self.base_model_class(config)
         vocab = getattr(config, "decoder_vocab_size", None) or config.vocab_size
         self.register_buffer("final_logits_bias", torch.zeros(1, vocab))
-        self.lm_head = Linear(config.d_model, vocab, bias=False)
+        self.lm_head = nn.Linear(config.d_model, vocab, bias=False)
         self.post_init()
         self.init_generation_config()
 

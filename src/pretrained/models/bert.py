@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from ..attention import attention_function
 from ..configuration import PretrainedConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from ..heads import MaskedLMHead, MultipleChoiceHead, QuestionAnsweringHead, SequenceClassificationHead, TokenClassificationHead
-from ..layers import Linear, get_activation
+from ..layers import get_activation
 from ..masks import padding_mask
 from ..modeling import PreTrainedModel, output_flags
 from ..outputs import BaseModelOutputWithPooling, finish
+from ..stack import run_layers
 
 
 class BertConfig(PretrainedConfig):
@@ -64,7 +64,7 @@ class BertEmbeddings(nn.Module):
     def position_ids(self, input_ids, inputs_embeds) -> torch.Tensor:
         T = (input_ids if input_ids is not None else inputs_embeds).shape[1]
         if T > self.max_positions:
-            raise ValueError(f"sequence length {T} exceeds max_position_embeddings={self.max_positions}; truncate the input")
+            raise InputError(f"sequence length {T} exceeds max_position_embeddings={self.max_positions}; truncate the input")
         return torch.arange(T, device=self.position_embeddings.weight.device)[None]
 
     def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None):
@@ -83,9 +83,9 @@ class BertSelfAttention(nn.Module):
         super().__init__()
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
-        self.query = Linear(config.hidden_size, config.hidden_size)
-        self.key = Linear(config.hidden_size, config.hidden_size)
-        self.value = Linear(config.hidden_size, config.hidden_size)
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout = config.attention_probs_dropout_prob
         self.config = config
 
@@ -103,7 +103,7 @@ class BertSelfOutput(nn.Module):
 
     def __init__(self, config, in_features=None):
         super().__init__()
-        self.dense = Linear(in_features or config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(in_features or config.hidden_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -125,7 +125,7 @@ class BertAttention(nn.Module):
 class BertIntermediate(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.dense = Linear(config.hidden_size, config.intermediate_size)
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
         self.act = get_activation(config.hidden_act)
 
     def forward(self, x):
@@ -153,23 +153,16 @@ class BertEncoder(nn.Module):
         self.gradient_checkpointing = False
 
     def forward(self, x, mask, output_attentions=False, output_hidden_states=False):
-        hidden_states, attentions = (x,) if output_hidden_states else None, () if output_attentions else None
-        for layer in self.layer:
-            if self.gradient_checkpointing and self.training:
-                x, weights = checkpoint(layer, x, mask, output_attentions, use_reentrant=False)
-            else:
-                x, weights = layer(x, mask, output_attentions)
-            if output_hidden_states:
-                hidden_states += (x,)
-            if output_attentions:
-                attentions += (weights,)
-        return x, hidden_states, attentions
+        out = run_layers(self, self.layer, x, mask, output_attentions=output_attentions,
+                         output_hidden_states=output_hidden_states)
+        hidden_states = out.hidden_states + (out.last_hidden_state,) if output_hidden_states else None
+        return out.last_hidden_state, hidden_states, out.attentions
 
 
 class BertPooler(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.dense = Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.activation = nn.Tanh()
 
     def forward(self, hidden_states):
@@ -202,7 +195,7 @@ class BertModel(BertPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, output_attentions=None, output_hidden_states=None, return_dict=None):
         if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+            raise InputError("pass exactly one of input_ids or inputs_embeds")
         config = self.config
         output_attentions, output_hidden_states = output_flags(config, output_attentions, output_hidden_states)
         x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, C)
@@ -219,10 +212,10 @@ class BertLMPredictionHead(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.transform = nn.Module()
-        self.transform.dense = Linear(config.hidden_size, config.hidden_size)
+        self.transform.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.transform.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.act = get_activation(config.hidden_act)
-        self.decoder = Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, x):
@@ -251,7 +244,7 @@ class BertForSequenceClassification(SequenceClassificationHead, BertPreTrainedMo
 
     def build_classifier(self, config):
         self.dropout = nn.Dropout(self.head_dropout(config))
-        self.classifier = Linear(config.hidden_size, config.num_labels)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
 
     def classify(self, out):
         return self.classifier(self.dropout(out.pooler_output))
@@ -263,7 +256,7 @@ class BertForMultipleChoice(MultipleChoiceHead, BertPreTrainedModel):
 
     def build_classifier(self, config):
         self.dropout = nn.Dropout(self.head_dropout(config))
-        self.classifier = Linear(config.hidden_size, 1)
+        self.classifier = nn.Linear(config.hidden_size, 1)
 
     def classify(self, out):
         return self.classifier(self.dropout(out.pooler_output))

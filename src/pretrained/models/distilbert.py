@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from ..attention import attention_function
 from ..configuration import PretrainedConfig
+from ..errors import InputError
 from ..heads import MaskedLMHead, MultipleChoiceHead, QuestionAnsweringHead, SequenceClassificationHead, TokenClassificationHead
-from ..layers import Linear, get_activation
+from ..layers import get_activation, sinusoidal_table
 from ..masks import padding_mask
 from ..modeling import PreTrainedModel, output_flags
 from ..outputs import BaseModelOutput, finish
+from ..stack import run_layers
 
 
 class DistilBertConfig(PretrainedConfig):
@@ -38,17 +39,6 @@ class DistilBertConfig(PretrainedConfig):
     pad_token_id: int | None = 0
 
 
-def sinusoidal_table(n_positions: int, dim: int) -> torch.Tensor:
-    """The fixed sin/cos position table of 'Attention is all you need' (even dims sin, odd cos)."""
-    position = torch.arange(n_positions, dtype=torch.float64)[:, None]
-    freq = torch.pow(10000.0, 2 * (torch.arange(dim, dtype=torch.float64) // 2) / dim)
-    angles = position / freq
-    table = torch.empty(n_positions, dim)
-    table[:, 0::2] = torch.sin(angles[:, 0::2]).float()
-    table[:, 1::2] = torch.cos(angles[:, 1::2]).float()
-    return table
-
-
 class Embeddings(nn.Module):
     def __init__(self, config):
         super().__init__()
@@ -63,7 +53,7 @@ class Embeddings(nn.Module):
             inputs_embeds = self.word_embeddings(input_ids)
         T = inputs_embeds.shape[1]
         if T > self.max_positions:
-            raise ValueError(f"sequence length {T} exceeds max_position_embeddings={self.max_positions}; truncate the input")
+            raise InputError(f"sequence length {T} exceeds max_position_embeddings={self.max_positions}; truncate the input")
         positions = torch.arange(T, device=inputs_embeds.device)[None]
         return self.dropout(self.LayerNorm(inputs_embeds + self.position_embeddings(positions)))
 
@@ -72,10 +62,10 @@ class MultiHeadSelfAttention(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.n_heads, self.head_dim = config.n_heads, config.dim // config.n_heads
-        self.q_lin = Linear(config.dim, config.dim)
-        self.k_lin = Linear(config.dim, config.dim)
-        self.v_lin = Linear(config.dim, config.dim)
-        self.out_lin = Linear(config.dim, config.dim)
+        self.q_lin = nn.Linear(config.dim, config.dim)
+        self.k_lin = nn.Linear(config.dim, config.dim)
+        self.v_lin = nn.Linear(config.dim, config.dim)
+        self.out_lin = nn.Linear(config.dim, config.dim)
         self.dropout = config.attention_dropout
         self.config = config
 
@@ -91,8 +81,8 @@ class MultiHeadSelfAttention(nn.Module):
 class FFN(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.lin1 = Linear(config.dim, config.hidden_dim)
-        self.lin2 = Linear(config.hidden_dim, config.dim)
+        self.lin1 = nn.Linear(config.dim, config.hidden_dim)
+        self.lin2 = nn.Linear(config.hidden_dim, config.dim)
         self.activation = get_activation(config.activation, "activation")
         self.dropout = nn.Dropout(config.dropout)
 
@@ -145,22 +135,15 @@ class DistilBertModel(DistilBertPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, output_attentions=None,
                 output_hidden_states=None, return_dict=None):
         if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+            raise InputError("pass exactly one of input_ids or inputs_embeds")
         config = self.config
         output_attentions, output_hidden_states = output_flags(config, output_attentions, output_hidden_states)
         x = self.embeddings(input_ids, inputs_embeds)  # (B, T, C)
         mask = padding_mask(attention_mask, x.dtype)
-        hidden_states, attentions = (x,) if output_hidden_states else None, () if output_attentions else None
-        for layer in self.transformer.layer:
-            if self.gradient_checkpointing and self.training:
-                x, weights = checkpoint(layer, x, mask, output_attentions, use_reentrant=False)
-            else:
-                x, weights = layer(x, mask, output_attentions)
-            if output_hidden_states:
-                hidden_states += (x,)
-            if output_attentions:
-                attentions += (weights,)
-        return finish(BaseModelOutput(x, hidden_states, attentions),
+        out = run_layers(self, self.transformer.layer, x, mask, output_attentions=output_attentions,
+                         output_hidden_states=output_hidden_states)
+        hidden_states = out.hidden_states + (out.last_hidden_state,) if output_hidden_states else None
+        return finish(BaseModelOutput(out.last_hidden_state, hidden_states, out.attentions),
                       config.return_dict if return_dict is None else return_dict)
 
 
@@ -177,8 +160,8 @@ class _PreClassifier:
     n_outputs = None  # None: num_labels
 
     def build_classifier(self, config):
-        self.pre_classifier = Linear(config.dim, config.dim)
-        self.classifier = Linear(config.dim, self.n_outputs or config.num_labels)
+        self.pre_classifier = nn.Linear(config.dim, config.dim)
+        self.classifier = nn.Linear(config.dim, self.n_outputs or config.num_labels)
         self.dropout = nn.Dropout(config.seq_classif_dropout)
 
     def classify(self, out):
@@ -190,9 +173,9 @@ class DistilBertForMaskedLM(_DistilBertHead, MaskedLMHead, DistilBertPreTrainedM
 
     def build_lm_head(self, config):
         self.activation = get_activation(config.activation, "activation")
-        self.vocab_transform = Linear(config.dim, config.dim)
+        self.vocab_transform = nn.Linear(config.dim, config.dim)
         self.vocab_layer_norm = nn.LayerNorm(config.dim, eps=1e-12)
-        self.vocab_projector = Linear(config.dim, config.vocab_size)
+        self.vocab_projector = nn.Linear(config.dim, config.vocab_size)
 
     def lm_logits(self, hidden_states):
         x = self.vocab_layer_norm(self.activation(self.vocab_transform(hidden_states)))

@@ -16,12 +16,14 @@ from torch import nn
 from .. import conversion
 from ..attention import attention_function
 from ..configuration import PretrainedConfig
+from ..errors import ConfigError, InputError
 from ..heads import CausalLMHead, DecoderSequenceClassificationHead
-from ..layers import Linear, get_activation
+from ..layers import get_activation
 from ..masks import causal_mask
 from ..cache import forward_cache
 from ..modeling import PreTrainedModel, output_flags
 from ..outputs import BaseModelOutputWithPast, finish
+from ..stack import run_layers
 
 
 class GPT2Config(PretrainedConfig):
@@ -53,7 +55,7 @@ class GPT2Config(PretrainedConfig):
     def validate(self) -> None:
         super().validate()
         if self.n_embd % self.n_head:
-            raise ValueError(f"GPT2Config.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+            raise ConfigError(f"GPT2Config.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
 
 
 class GPT2Attention(nn.Module):
@@ -61,8 +63,8 @@ class GPT2Attention(nn.Module):
         super().__init__()
         self.config, self.layer_idx = config, layer_idx
         self.num_heads, self.head_dim = config.n_head, config.n_embd // config.n_head
-        self.c_attn = Linear(config.n_embd, 3 * config.n_embd)
-        self.c_proj = Linear(config.n_embd, config.n_embd)
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
         self.resid_dropout = nn.Dropout(config.resid_pdrop)
         self.scale = (self.head_dim**-0.5 if config.scale_attn_weights else 1.0)
         if config.scale_attn_by_inverse_layer_idx:
@@ -83,8 +85,8 @@ class GPT2MLP(nn.Module):
     def __init__(self, config):
         super().__init__()
         inner = config.n_inner or 4 * config.n_embd
-        self.c_fc = Linear(config.n_embd, inner)
-        self.c_proj = Linear(inner, config.n_embd)
+        self.c_fc = nn.Linear(config.n_embd, inner)
+        self.c_proj = nn.Linear(inner, config.n_embd)
         self.act = get_activation(config.activation_function, "activation_function")
         self.dropout = nn.Dropout(config.resid_pdrop)
 
@@ -144,7 +146,7 @@ class GPT2Model(GPT2PreTrainedModel):
                 inputs_embeds=None, token_type_ids=None, use_cache=None, output_attentions=None,
                 output_hidden_states=None, return_dict=None, cache_position=None, **_):
         if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+            raise InputError("pass exactly one of input_ids or inputs_embeds")
         config = self.config
         output_attentions, output_hidden_states = output_flags(config, output_attentions, output_hidden_states)
         use_cache = (config.use_cache and not self.training) if use_cache is None else use_cache
@@ -152,7 +154,7 @@ class GPT2Model(GPT2PreTrainedModel):
         B, T = x.shape[:2]
         cache, past = forward_cache(past_key_values, use_cache, cache_position)
         if past is not None and past + T > config.n_positions:  # with cache_position: generate() checked
-            raise ValueError(f"sequence length {past + T} exceeds n_positions={config.n_positions} of this GPT-2")
+            raise InputError(f"sequence length {past + T} exceeds n_positions={config.n_positions} of this GPT-2")
         if position_ids is None:
             position_ids = (torch.arange(past, past + T, device=x.device) if cache_position is None
                             else cache_position)[None]
@@ -163,17 +165,11 @@ class GPT2Model(GPT2PreTrainedModel):
         S = cache.key_length(T) if cache is not None else T
         mask = causal_mask(attention_mask, T, S, x.dtype, x.device, None, past, cache_position)
 
-        hidden_states, attentions = () if output_hidden_states else None, () if output_attentions else None
-        for block in self.h:
-            if output_hidden_states:
-                hidden_states += (x,)
-            x, weights = block(x, mask, cache, cache_position, output_attentions)
-            if output_attentions:
-                attentions += (weights,)
-        x = self.ln_f(x)
-        if output_hidden_states:
-            hidden_states += (x,)
-        return finish(BaseModelOutputWithPast(x, cache if use_cache else None, hidden_states, attentions),
+        out = run_layers(self, self.h, x, mask, cache, cache_position, output_attentions=output_attentions,
+                         output_hidden_states=output_hidden_states)
+        x = self.ln_f(out.last_hidden_state)
+        hidden_states = out.hidden_states + (x,) if output_hidden_states else None
+        return finish(BaseModelOutputWithPast(x, cache if use_cache else None, hidden_states, out.attentions),
                       config.return_dict if return_dict is None else return_dict)
 
 

@@ -1,10 +1,13 @@
-"""The Llama family: Llama, Mistral (sliding-window attention), Qwen2 (q/k/v bias).
+"""The Llama family: Llama, Mistral (sliding-window attention), Qwen2 (q/k/v bias), and the decoder kit
+later families build on.
 
 Pre-norm decoder blocks (RMSNorm), rotary position embeddings (with rope_scaling variants),
-grouped-query attention, SwiGLU MLP. Module paths equal the checkpoint keys (`model.norm`,
-`lm_head`) except two fused projections, one matmul each per token: `qkv_proj` (checkpoint q_proj,
-k_proj, v_proj) and `gate_up_proj` (gate_proj, up_proj), concatenated on load and split on save by
-`checkpoint_rules`. The three families differ only in config defaults, so they share every module here.
+grouped-query attention, SwiGLU MLP. Module paths equal the checkpoint keys (`model.layers.0.self_attn.q_proj`,
+`model.norm`, `lm_head`). The three families differ only in config defaults, so they share every
+module here. A new family subclasses what it changes: the attention (`normalize_qk`, `scaling`,
+`softcap`), the MLP, the layer's wiring (`LlamaDecoderLayer.attention_class` / `mlp_class` /
+`forward`), the model's `embed_scale` or `rotary_tables` (a rope base per layer type); per-layer
+attention types come from `config.layer_types`, their windows from `config.layer_windows()`.
 """
 
 from __future__ import annotations
@@ -14,16 +17,19 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .. import conversion
 from ..attention import attention_function
 from ..configuration import PretrainedConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from ..heads import CausalLMHead, DecoderSequenceClassificationHead
-from ..layers import Linear, RMSNorm, RotaryEmbedding, get_activation, rope_parameters, rotate, signed_sin
+from ..layers import RMSNorm, RotaryEmbedding, get_activation, rope_parameters, rotate, signed_sin
 from ..masks import causal_mask
 from ..cache import forward_cache
 from ..modeling import PreTrainedModel, output_flags
 from ..outputs import BaseModelOutputWithPast, finish
+from ..stack import run_layers
+
+
+LAYER_TYPES = ("full_attention", "sliding_attention")
 
 
 class LlamaConfig(PretrainedConfig):
@@ -52,6 +58,7 @@ class LlamaConfig(PretrainedConfig):
     attention_dropout: float = 0.0
     mlp_bias: bool = False
     sliding_window: int | None = None
+    layer_types: list | None = None
 
     def validate(self) -> None:
         super().validate()
@@ -63,10 +70,24 @@ class LlamaConfig(PretrainedConfig):
             raise ConfigError(f"{type(self).__name__}.num_attention_heads ({self.num_attention_heads}) must be a multiple "
                               f"of num_key_value_heads ({self.num_key_value_heads})")
         rope_parameters(self)  # raises on an unknown rope type
+        self.validate_layer_types()
 
-    def layer_windows(self) -> list[int | None]:
-        """Sliding window of each layer (None: full attention)."""
-        return [self.sliding_window] * self.num_hidden_layers
+    def validate_layer_types(self) -> None:
+        """Fill `layer_types` (one "full_attention" / "sliding_attention" per layer) when config.json has none."""
+        if self.layer_types is None:
+            kind = "full_attention" if self.sliding_window is None else "sliding_attention"
+            self.layer_types = [kind] * self.num_hidden_layers
+        if len(self.layer_types) != self.num_hidden_layers or set(self.layer_types) - set(LAYER_TYPES):
+            raise ConfigError(f"{type(self).__name__}.layer_types={self.layer_types!r}: expected "
+                              f"{self.num_hidden_layers} entries, each one of {LAYER_TYPES}")
+
+    def layer_windows(self) -> dict[str, int | None]:
+        """Attention type -> sliding window (None: full attention)."""
+        return {kind: self.sliding_window if kind == "sliding_attention" else None for kind in set(self.layer_types)}
+
+    def rotary_dim(self) -> int:
+        """Features of each head that rotate (Phi's partial rotary rotates a fraction of them)."""
+        return int(self.head_dim * (getattr(self, "partial_rotary_factor", None) or 1.0))
 
 
 class MistralConfig(LlamaConfig):
@@ -90,69 +111,92 @@ class Qwen2Config(LlamaConfig):
     use_sliding_window: bool = False
     sliding_window: int | None = None
     max_window_layers: int = 28
-    layer_types: list | None = None
 
-    def layer_windows(self) -> list[int | None]:
+    def validate_layer_types(self) -> None:
+        if self.layer_types is None:  # Qwen2: layers from max_window_layers on slide, when use_sliding_window
+            self.layer_types = ["sliding_attention" if self.use_sliding_window and self.sliding_window is not None
+                                and i >= self.max_window_layers else "full_attention"
+                                for i in range(self.num_hidden_layers)]
+        super().validate_layer_types()
+
+    def layer_windows(self) -> dict[str, int | None]:
         window = self.sliding_window if self.use_sliding_window else None
-        types = self.layer_types or ["sliding_attention" if window is not None and i >= self.max_window_layers
-                                     else "full_attention" for i in range(self.num_hidden_layers)]
-        return [window if t == "sliding_attention" else None for t in types]
+        return {kind: window if kind == "sliding_attention" else None for kind in set(self.layer_types)}
 
 
 class LlamaAttention(nn.Module):
-    """q, k and v come from one fused matmul (`qkv_proj`); the checkpoint keeps q_proj/k_proj/v_proj
-    (see `LlamaPreTrainedModel.checkpoint_rules`)."""
+    """Grouped-query attention with rotary positions. Variation points for the families built on it:
+    `normalize_qk` (Qwen3's per-head q/k norms), `scaling`, `softcap` (Gemma), and the layer's
+    `sliding_window`, chosen per layer by `config.layer_types`."""
 
     def __init__(self, config, layer_idx: int):
         super().__init__()
         self.layer_idx, self.config = layer_idx, config
         self.head_dim = config.head_dim
         qkv_bias = config.attention_bias if config.qkv_bias is None else config.qkv_bias
-        H, Hkv, C = config.num_attention_heads, config.num_key_value_heads, config.hidden_size
+        H, Hkv, C, D = config.num_attention_heads, config.num_key_value_heads, config.hidden_size, config.head_dim
         self.num_heads, self.num_kv_heads = H, Hkv
-        self.qkv_proj = Linear(C, (H + 2 * Hkv) * self.head_dim, bias=qkv_bias)
-        self.o_proj = Linear(H * self.head_dim, C, bias=config.attention_bias)
+        self.q_proj = nn.Linear(C, H * D, bias=qkv_bias)
+        self.k_proj = nn.Linear(C, Hkv * D, bias=qkv_bias)
+        self.v_proj = nn.Linear(C, Hkv * D, bias=qkv_bias)
+        self.o_proj = nn.Linear(H * D, C, bias=config.attention_bias)
+        self.scaling = D**-0.5
+        self.softcap = None
+
+    def normalize_qk(self, q, k):
+        """q (B, H, T, D), k (B, Hkv, T, D) before rotation; Llama leaves them as they are."""
+        return q, k
 
     def forward(self, x, cos, sin, mask, cache=None, cache_position=None, output_attentions=False):
-        """cos, sin: (B, 1, T, D), sin with its first half negated (`layers.signed_sin`)."""
+        """cos, sin: (B, 1, T, rotary dim), sin with its first half negated (`layers.signed_sin`)."""
         B, T, _ = x.shape
-        H, Hkv = self.num_heads, self.num_kv_heads
-        qkv = self.qkv_proj(x).view(B, T, -1, self.head_dim).transpose(1, 2)  # (B, H + 2 Hkv, T, D)
-        q, k = rotate(qkv[:, :H + Hkv], cos, sin).split([H, Hkv], dim=1)  # (B, H, T, D), (B, Hkv, T, D)
-        v = qkv[:, H + Hkv:]
+        split = lambda t: t.view(B, T, -1, self.head_dim).transpose(1, 2)  # noqa: E731  (B, heads, T, D)
+        q, k = self.normalize_qk(split(self.q_proj(x)), split(self.k_proj(x)))
+        q, k, v = rotate(q, cos, sin), rotate(k, cos, sin), split(self.v_proj(x))
         if cache is not None:
             k, v = cache.update(k, v, self.layer_idx, cache_position)  # (B, Hkv, S, D)
         attend = attention_function(self.config.attn_implementation, output_attentions)
         dropout = self.config.attention_dropout if self.training else 0.0
-        y, weights = attend(q, k, v, mask, scale=self.head_dim**-0.5, dropout=dropout, is_causal=mask is None)
+        y, weights = attend(q, k, v, mask, scale=self.scaling, dropout=dropout, is_causal=mask is None,
+                            softcap=self.softcap)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1)), weights
 
 
 class LlamaMLP(nn.Module):
-    """SwiGLU; gate and up projections are one fused matmul (`gate_up_proj`)."""
+    """SwiGLU: down(act(gate(x)) * up(x))."""
 
     def __init__(self, config):
         super().__init__()
         C, F_, bias = config.hidden_size, config.intermediate_size, config.mlp_bias
-        self.gate_up_proj = Linear(C, 2 * F_, bias=bias)
-        self.down_proj = Linear(F_, C, bias=bias)
+        self.gate_proj = nn.Linear(C, F_, bias=bias)
+        self.up_proj = nn.Linear(C, F_, bias=bias)
+        self.down_proj = nn.Linear(F_, C, bias=bias)
         self.act = get_activation(config.hidden_act)
 
     def forward(self, x):
-        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)  # 2 x (B, T, F)
-        return self.down_proj(self.act(gate) * up)
+        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
 
 
 class LlamaDecoderLayer(nn.Module):
+    """Pre-norm block. A family that changes a part sets `attention_class` / `mlp_class`; one that
+    changes the wiring (Gemma's norms after attention and MLP too) overrides `forward`."""
+
+    attention_class = LlamaAttention
+    mlp_class = LlamaMLP
+
     def __init__(self, config, layer_idx: int):
         super().__init__()
-        self.self_attn = LlamaAttention(config, layer_idx)
-        self.mlp = LlamaMLP(config)
+        self.attention_type = config.layer_types[layer_idx]
+        self.self_attn = self.attention_class(config, layer_idx)
+        self.mlp = self.mlp_class(config)
         self.input_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
-    def forward(self, x, cos, sin, mask, cache=None, cache_position=None, output_attentions=False):
-        y, weights = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, cache_position, output_attentions)
+    def forward(self, x, rope: dict, masks: dict, cache=None, cache_position=None, output_attentions=False):
+        """rope: attention type -> (cos, sin); masks: attention type -> mask (None: causal)."""
+        cos, sin = rope[self.attention_type]
+        y, weights = self.self_attn(self.input_layernorm(x), cos, sin, masks[self.attention_type], cache,
+                                    cache_position, output_attentions)
         x = x + y
         return x + self.mlp(self.post_attention_layernorm(x)), weights
 
@@ -163,14 +207,6 @@ class LlamaPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _keys_to_ignore_on_load_unexpected = (r"rotary_emb\.inv_freq$",)
 
-    @property
-    def checkpoint_rules(self) -> tuple:
-        """Checkpoints store q/k/v and gate/up separately; the model runs them as one matmul each."""
-        c = self.config
-        q, kv = c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim
-        return (conversion.Fuse(("q_proj", "k_proj", "v_proj"), "qkv_proj", (q, kv, kv)),
-                conversion.Fuse(("gate_proj", "up_proj"), "gate_up_proj", (c.intermediate_size,) * 2))
-
     def _init_weights(self, module):
         super()._init_weights(module)
         if isinstance(module, RMSNorm):
@@ -178,13 +214,15 @@ class LlamaPreTrainedModel(PreTrainedModel):
 
 
 class LlamaModel(LlamaPreTrainedModel):
+    layer_class = LlamaDecoderLayer
+
     def __init__(self, config):
         super().__init__(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.layers = nn.ModuleList(LlamaDecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(self.layer_class(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.rotary_emb = RotaryEmbedding(config, config.head_dim)
-        self.windows = config.layer_windows()
+        self.rotary_emb = RotaryEmbedding(config, config.rotary_dim())
+        self.embed_scale = None  # Gemma multiplies the embeddings by sqrt(hidden_size)
         self.gradient_checkpointing = False
         self.post_init()
 
@@ -194,37 +232,39 @@ class LlamaModel(LlamaPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embed_tokens = value
 
+    def rotary_tables(self, position_ids, dtype) -> dict:
+        """Attention type -> (cos, sin) of shape (B, 1, T, rotary dim), sin signed for `rotate`. One
+        table for every layer here; a family with a rope base per layer type returns one per type."""
+        cos, sin = self.rotary_emb(position_ids, dtype)  # (B, T, D)
+        table = cos[:, None], signed_sin(sin)[:, None]
+        return {kind: table for kind in set(self.config.layer_types)}
+
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, use_cache=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, cache_position=None, **_):
         if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+            raise InputError("pass exactly one of input_ids or inputs_embeds")
         config = self.config
         output_attentions, output_hidden_states = output_flags(config, output_attentions, output_hidden_states)
         use_cache = (config.use_cache and not self.training) if use_cache is None else use_cache
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, C)
+        if self.embed_scale is not None:
+            x = x * torch.tensor(self.embed_scale, dtype=x.dtype)
         B, T = x.shape[:2]
         cache, past = forward_cache(past_key_values, use_cache, cache_position)
         if position_ids is None:
             position_ids = (torch.arange(past, past + T, device=x.device) if cache_position is None
                             else cache_position)[None].expand(B, -1)
         S = cache.key_length(T) if cache is not None else T
-        masks = {w: causal_mask(attention_mask, T, S, x.dtype, x.device, w, past, cache_position)
-                 for w in set(self.windows)}
-        cos, sin = self.rotary_emb(position_ids, x.dtype)  # (B, T, D), shared by every layer
-        cos, sin = cos[:, None], signed_sin(sin)[:, None]  # (B, 1, T, D)
-
-        hidden_states, attentions = () if output_hidden_states else None, () if output_attentions else None
-        for layer, window in zip(self.layers, self.windows):
-            if output_hidden_states:
-                hidden_states += (x,)
-            x, weights = layer(x, cos, sin, masks[window], cache, cache_position, output_attentions)
-            if output_attentions:
-                attentions += (weights,)
-        x = self.norm(x)
-        if output_hidden_states:
-            hidden_states += (x,)
-        return finish(BaseModelOutputWithPast(x, cache if use_cache else None, hidden_states, attentions),
+        windows = config.layer_windows()
+        masks = {kind: causal_mask(attention_mask, T, S, x.dtype, x.device, windows[kind], past, cache_position)
+                 for kind in windows}
+        out = run_layers(self, self.layers, x, self.rotary_tables(position_ids, x.dtype), masks, cache,
+                         cache_position, output_attentions=output_attentions,
+                         output_hidden_states=output_hidden_states)
+        x = self.norm(out.last_hidden_state)
+        hidden_states = out.hidden_states + (x,) if output_hidden_states else None
+        return finish(BaseModelOutputWithPast(x, cache if use_cache else None, hidden_states, out.attentions),
                       config.return_dict if return_dict is None else return_dict)
 
 

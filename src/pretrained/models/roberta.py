@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
 from ..heads import MaskedLMHead, MultipleChoiceHead, QuestionAnsweringHead, SequenceClassificationHead, TokenClassificationHead
-from ..layers import Linear
 from .bert import BertConfig, BertEmbeddings, BertModel, BertPreTrainedModel
 
 
@@ -38,7 +38,7 @@ class RobertaEmbeddings(BertEmbeddings):
             positions = torch.arange(self.padding_idx + 1, T + self.padding_idx + 1, device=inputs_embeds.device)[None]
             positions = positions.expand(inputs_embeds.shape[0], -1)
         if int(positions.max()) >= self.max_positions:
-            raise ValueError(
+            raise InputError(
                 f"sequence length {int(positions.max()) - self.padding_idx} exceeds the {self.max_positions - self.padding_idx - 1} "
                 "positions this model has (max_position_embeddings minus the padding offset); truncate the input"
             )
@@ -57,9 +57,9 @@ class RobertaModel(BertModel, RobertaPreTrainedModel):
 class RobertaLMHead(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.dense = Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.decoder = Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, x):
@@ -71,9 +71,9 @@ class RobertaClassificationHead(nn.Module):
 
     def __init__(self, config, dropout: float):
         super().__init__()
-        self.dense = Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout = nn.Dropout(dropout)
-        self.out_proj = Linear(config.hidden_size, config.num_labels)
+        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
 
     def forward(self, hidden_states):
         x = self.dropout(hidden_states[:, 0])
@@ -110,7 +110,7 @@ class RobertaForMultipleChoice(MultipleChoiceHead, RobertaPreTrainedModel):
 
     def build_classifier(self, config):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.classifier = Linear(config.hidden_size, 1)
+        self.classifier = nn.Linear(config.hidden_size, 1)
 
     def classify(self, out):
         return self.classifier(self.dropout(out.pooler_output))

@@ -16,12 +16,13 @@ from torch import nn
 
 from ..attention import attend, attention_function
 from ..configuration import PretrainedConfig
-from ..errors import ConfigError
-from ..cache import Cache, EncoderDecoderCache, attention_kv
+from ..errors import ConfigError, InputError
+from ..cache import attention_kv, encoder_decoder_cache
 from ..heads import Seq2SeqLMHead, encode_decode, seq2seq_output, token_loss
-from ..layers import Linear, RMSNorm, get_activation
+from ..layers import RMSNorm, clamp_fp16, get_activation
 from ..masks import causal_mask, padding_mask
 from ..modeling import PreTrainedModel, output_flags
+from ..stack import run_layers
 from ..outputs import BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput, Seq2SeqModelOutput, finish
 
 
@@ -83,15 +84,6 @@ class MT5Config(T5Config):
     tokenizer_class: str | None = "T5Tokenizer"
 
 
-def _clamp_fp16(x: torch.Tensor) -> torch.Tensor:
-    """The reference's float16 overflow guard: keep activations just inside the representable range."""
-    if x.dtype != torch.float16:
-        return x
-    top = torch.finfo(x.dtype).max
-    limit = torch.where(torch.isinf(x).any(), top - 1000, top)
-    return x.clamp(-limit, limit)
-
-
 def relative_position_bucket(relative_position: torch.Tensor, bidirectional: bool, num_buckets: int,
                              max_distance: int) -> torch.Tensor:
     """key - query distances -> bucket ids: exact below num_buckets/2 (per direction), log-spaced up to
@@ -127,14 +119,16 @@ class T5Attention(nn.Module):
         self.config, self.layer_idx = config, layer_idx
         self.n_heads, self.d_kv = config.num_heads, config.d_kv
         inner = self.n_heads * self.d_kv
-        self.q = Linear(config.d_model, inner, bias=False)
-        self.k = Linear(config.d_model, inner, bias=False)
-        self.v = Linear(config.d_model, inner, bias=False)
-        self.o = Linear(inner, config.d_model, bias=False)
+        self.q = nn.Linear(config.d_model, inner, bias=False)
+        self.k = nn.Linear(config.d_model, inner, bias=False)
+        self.v = nn.Linear(config.d_model, inner, bias=False)
+        self.o = nn.Linear(inner, config.d_model, bias=False)
         if has_relative_attention_bias:
             self.relative_attention_bias = nn.Embedding(config.relative_attention_num_buckets, self.n_heads)
 
-    def forward(self, x, bias, encoder_states=None, cache=None, cache_position=None, output_attentions=False):
+    def forward(self, x, mask, encoder_states=None, cache=None, cache_position=None, output_attentions=False,
+                bias=None):
+        """bias: the relative-position score bias (self-attention); mask: additive or None."""
         B, T, _ = x.shape
         split = lambda t: t.view(t.shape[0], -1, self.n_heads, self.d_kv).transpose(1, 2)  # noqa: E731  (B, H, T, D)
         q = split(self.q(x))
@@ -142,15 +136,15 @@ class T5Attention(nn.Module):
         k, v = attention_kv(x, encoder_states, project, cache, self.layer_idx, cache_position)  # (B, H, S, D)
         backend = attention_function(self.config.attn_implementation, output_attentions)
         dropout = self.config.dropout_rate if self.training else 0.0
-        y, weights = attend(backend, q, k, v, bias, scale=1.0, dropout=dropout)
+        y, weights = attend(backend, q, k, v, mask, scale=1.0, dropout=dropout, bias=bias)
         return self.o(y.transpose(1, 2).reshape(B, T, -1)), weights
 
 
 class T5DenseActDense(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.wi = Linear(config.d_model, config.d_ff, bias=False)
-        self.wo = Linear(config.d_ff, config.d_model, bias=False)
+        self.wi = nn.Linear(config.d_model, config.d_ff, bias=False)
+        self.wo = nn.Linear(config.d_ff, config.d_model, bias=False)
         self.dropout = nn.Dropout(config.dropout_rate)
         self.act = get_activation(config.dense_act_fn, "feed_forward_proj")
 
@@ -161,9 +155,9 @@ class T5DenseActDense(nn.Module):
 class T5DenseGatedActDense(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.wi_0 = Linear(config.d_model, config.d_ff, bias=False)
-        self.wi_1 = Linear(config.d_model, config.d_ff, bias=False)
-        self.wo = Linear(config.d_ff, config.d_model, bias=False)
+        self.wi_0 = nn.Linear(config.d_model, config.d_ff, bias=False)
+        self.wi_1 = nn.Linear(config.d_model, config.d_ff, bias=False)
+        self.wo = nn.Linear(config.d_ff, config.d_model, bias=False)
         self.dropout = nn.Dropout(config.dropout_rate)
         self.act = get_activation(config.dense_act_fn, "feed_forward_proj")
 
@@ -190,7 +184,8 @@ class T5LayerSelfAttention(nn.Module):
         self.dropout = nn.Dropout(config.dropout_rate)
 
     def forward(self, x, bias, cache=None, cache_position=None, output_attentions=False):
-        y, weights = self.SelfAttention(self.layer_norm(x), bias, None, cache, cache_position, output_attentions)
+        y, weights = self.SelfAttention(self.layer_norm(x), None, None, cache, cache_position, output_attentions,
+                                        bias=bias)
         return x + self.dropout(y), weights
 
 
@@ -220,11 +215,11 @@ class T5Block(nn.Module):
     def forward(self, x, bias, encoder_states=None, cross_mask=None, cache=None, cache_position=None,
                 output_attentions=False):
         x, weights = self.layer[0](x, bias, cache, cache_position, output_attentions)
-        x, cross_weights = _clamp_fp16(x), None
+        x, cross_weights = clamp_fp16(x), None
         if len(self.layer) == 3 and encoder_states is not None:
             x, cross_weights = self.layer[1](x, cross_mask, encoder_states, cache, output_attentions)
-            x = _clamp_fp16(x)
-        return _clamp_fp16(self.layer[-1](x)), weights, cross_weights
+            x = clamp_fp16(x)
+        return clamp_fp16(self.layer[-1](x)), weights, cross_weights
 
 
 class T5Stack(nn.Module):
@@ -239,6 +234,7 @@ class T5Stack(nn.Module):
         self.block = nn.ModuleList(T5Block(config, i, is_decoder) for i in range(n_layers))
         self.final_layer_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
+        self.gradient_checkpointing = False
 
     def position_bias(self, queries: torch.Tensor, key_length: int) -> torch.Tensor:
         """(1, H, T, S) learned bias of each key-query distance; `queries` (T,) are the queries' positions."""
@@ -255,11 +251,11 @@ class T5Stack(nn.Module):
         config = self.config
         output_attentions, output_hidden_states = output_flags(config, output_attentions, output_hidden_states)
         if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError(f"the T5 {'decoder' if self.is_decoder else 'encoder'} needs exactly one of input_ids "
+            raise InputError(f"the T5 {'decoder' if self.is_decoder else 'encoder'} needs exactly one of input_ids "
                              "or inputs_embeds")
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, C)
         B, T = x.shape[:2]
-        cache = _decoder_cache(past_key_values, use_cache and self.is_decoder)
+        cache = encoder_decoder_cache(past_key_values, use_cache and self.is_decoder)
         S = cache.key_length(T) if cache is not None else T
         # with cache_position (a static cache) no count is read: one compiled step fits every position
         past = cache.get_seq_length() if cache is not None and cache_position is None else 0
@@ -273,43 +269,21 @@ class T5Stack(nn.Module):
         else:
             mask, cross_mask = padding_mask(attention_mask, x.dtype), None
         if mask is not None:
-            bias = bias + mask  # (B, H, T, S)
+            bias = bias + mask  # (B, H, T, S): the mask folded into the score bias once for every block
 
-        hidden_states = () if output_hidden_states else None
-        attentions = () if output_attentions else None
-        cross_attentions = () if output_attentions and self.is_decoder else None
-        x = self.dropout(x)
-        for block in self.block:
-            if output_hidden_states:
-                hidden_states += (x,)
-            x, weights, cross_weights = block(x, bias, encoder_hidden_states, cross_mask, cache, cache_position,
-                                              output_attentions)
-            if output_attentions:
-                attentions += (weights,)
-                if self.is_decoder:
-                    cross_attentions += (cross_weights,)
-        x = self.dropout(self.final_layer_norm(x))
-        if output_hidden_states:
-            hidden_states += (x,)
-        return BaseModelOutputWithPastAndCrossAttentions(x, cache, hidden_states, attentions, cross_attentions)
-
-
-def _decoder_cache(past_key_values, use_cache: bool):
-    """The decoder's EncoderDecoderCache: the one given (a plain cache becomes its self-attention part),
-    a new one when caching, else None."""
-    if isinstance(past_key_values, EncoderDecoderCache):
-        return past_key_values
-    if isinstance(past_key_values, Cache):
-        return EncoderDecoderCache(past_key_values)
-    if isinstance(past_key_values, (tuple, list)):
-        return EncoderDecoderCache.from_legacy_cache(past_key_values)
-    return EncoderDecoderCache() if use_cache else None
+        out = run_layers(self, self.block, self.dropout(x), bias, encoder_hidden_states, cross_mask, cache,
+                         cache_position, output_attentions=output_attentions,
+                         output_hidden_states=output_hidden_states)
+        x = self.dropout(self.final_layer_norm(out.last_hidden_state))
+        hidden_states = out.hidden_states + (x,) if output_hidden_states else None
+        cross_attentions = out.cross_attentions if output_attentions and self.is_decoder else None
+        return BaseModelOutputWithPastAndCrossAttentions(x, cache, hidden_states, out.attentions, cross_attentions)
 
 
 class T5PreTrainedModel(PreTrainedModel):
     config_class = T5Config
     base_model_prefix = "transformer"
-    supports_gradient_checkpointing = False
+    supports_gradient_checkpointing = True
     # the reference once created a bias table in the decoder's first cross-attention; it is never used
     _keys_to_ignore_on_load_unexpected = (r"decoder\.block\.0\.layer\.1\.EncDecAttention\.relative_attention_bias",)
     _keep_in_fp32_modules = ("wo",)  # its activations overflow float16; the feed-forward casts into it
@@ -389,7 +363,7 @@ class T5ForConditionalGeneration(Seq2SeqLMHead, T5PreTrainedModel):
         self.shared = nn.Embedding(config.vocab_size, config.d_model)
         self.encoder = T5Stack(config, self.shared, is_decoder=False)
         self.decoder = T5Stack(config, self.shared, is_decoder=True)
-        self.lm_head = Linear(config.d_model, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.post_init()
         self.init_generation_config()
 

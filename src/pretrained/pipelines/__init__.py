@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import defaults
 from ..errors import CheckpointError, UnknownModelError
+from ..hub import HUB_KWARGS, HubOptions, resolve_file
 from .registry import TASKS, check_task, known_tasks, task_from_config
 
 _CLASSES = {
@@ -23,7 +24,6 @@ _CLASSES = {
     "SummarizationPipeline": "text2text_generation",
     "TranslationPipeline": "text2text_generation",
 }
-_HUB_KEYS = ("revision", "token", "cache_dir", "local_files_only", "force_download", "subfolder")
 
 
 def __getattr__(name):
@@ -73,7 +73,7 @@ def pipeline(
         raise PipelineError("pass either device= or device_map=, not both")
     model_kwargs = dict(model_kwargs or {})
     hub = {k: v for k, v in (("revision", revision), ("token", token)) if v is not None}
-    for key in _HUB_KEYS:
+    for key in HUB_KWARGS:
         if key in kwargs:
             hub[key] = kwargs.pop(key)
     if trust_remote_code is not None:
@@ -142,22 +142,20 @@ def _default_model(task: str, spec) -> str:
         embedded = embedded_chat_model()
         if embedded is not None:
             return embedded
-    if spec.default_model is None:
+    if spec.default.id is None:
         path = defaults.embedded_model_path()
         if path is None:
             raise PipelineError(f"{task!r} with no model uses the embedded all-MiniLM-L6-v2, which is not installed: "
                                 f"`{defaults.INSTALL_HINT}`, or pass model='{defaults.EMBEDDED_MODEL_ID}'")
         return path
-    from ..hub import HubOptions, resolve_file
-
     try:  # a default is used only once downloaded: no surprise multi-GB download, no network wait
-        resolve_file(spec.default_model, "config.json", HubOptions(local_files_only=True))
+        resolve_file(spec.default.id, "config.json", HubOptions(local_files_only=True))
     except CheckpointError as e:
         raise PipelineError(
-            f"{task!r} has no embedded model and its default {spec.default_model!r} is not in the local hub cache: "
-            f"pass model=... (a hub id or a local folder), or run `pretrained download {spec.default_model}` first"
+            f"{task!r} has no embedded model and its default {spec.default.id!r} is not in the local hub cache: "
+            f"pass model=... (a hub id or a local folder), or run `pretrained download {spec.default.id}` first"
         ) from e
-    return spec.default_model
+    return spec.default.id
 
 
 def _local_alias(name: str) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable, Iterator
 
+import numpy as np
 import torch
 
 from ..errors import PretrainedError
@@ -27,6 +28,12 @@ class PipelineError(PretrainedError, ValueError):
 _SAMPLING_PARAMS = {"temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff"}
 # padding values of model-input keys; any other padded key pads with 0
 _PAD_VALUES = {"attention_mask": 0, "token_type_ids": 0, "p_mask": 1, "special_tokens_mask": 1}
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Probabilities along `axis`; the max is subtracted first so large logits cannot overflow exp."""
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
 
 
 def resolve_device(device) -> torch.device | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Pipeline, PipelineError
+from .base import Pipeline, PipelineError, softmax
 
 
 def best_spans(start: np.ndarray, end: np.ndarray, top_k: int, max_answer_len: int, allowed: np.ndarray):
@@ -160,10 +160,7 @@ class QuestionAnsweringPipeline(Pipeline):
                 allowed = allowed & out["attention_mask"].cpu().numpy()
             start = np.where(allowed == 0, -10000.0, start)
             end = np.where(allowed == 0, -10000.0, end)
-            start = np.exp(start - start.max(-1, keepdims=True))
-            start /= start.sum()
-            end = np.exp(end - end.max(-1, keepdims=True))
-            end /= end.sum()
+            start, end = softmax(start), softmax(end)
             if handle_impossible_answer:
                 min_null_score = min(min_null_score, float(start[0, 0] * end[0, 0]))
             start[0, 0] = end[0, 0] = 0.0

@@ -1,4 +1,5 @@
-"""Task name -> pipeline class, Auto model class and default hub model, as Transformers' table.
+"""Task name -> pipeline class, Auto model class and default hub model, as Transformers' table; each
+default also records the model_type and architecture its config.json declares (tests check them offline).
 
 Classes are named by module and attribute and imported on first use. Aliases map onto the
 canonical names (`sentiment-analysis` -> text-classification); `translation_en_to_de` is the
@@ -17,11 +18,24 @@ from ..errors import UnknownModelError
 
 
 @dataclass(frozen=True)
+class DefaultModel:
+    """A task's default checkpoint and what its config.json declares, kept as data so the library's
+    support for every default can be checked without downloading it."""
+
+    id: str | None  # hub id; None: the embedded all-MiniLM-L6-v2
+    model_type: str
+    architecture: str  # the first of config.json's `architectures`
+
+
+EMBEDDED = DefaultModel(None, "bert", "BertModel")
+
+
+@dataclass(frozen=True)
 class Task:
     module: str  # in pretrained.pipelines
     pipeline_class: str
     auto_class: str  # in pretrained.auto
-    default_model: str | None  # hub id; None where the default is the embedded model
+    default: DefaultModel
     kind: str = "text"
 
     def load_class(self) -> type:
@@ -29,25 +43,32 @@ class Task:
 
 
 TASKS: dict[str, Task] = {
-    "feature-extraction": Task("feature_extraction", "FeatureExtractionPipeline", "AutoModel", None),
-    "sentence-similarity": Task("sentence_similarity", "SentenceSimilarityPipeline", "AutoModel", None),
-    "text-classification": Task("text_classification", "TextClassificationPipeline",
-                                "AutoModelForSequenceClassification",
-                                "distilbert/distilbert-base-uncased-finetuned-sst-2-english"),
-    "token-classification": Task("token_classification", "TokenClassificationPipeline",
-                                 "AutoModelForTokenClassification", "dbmdz/bert-large-cased-finetuned-conll03-english"),
-    "question-answering": Task("question_answering", "QuestionAnsweringPipeline", "AutoModelForQuestionAnswering",
-                               "distilbert/distilbert-base-cased-distilled-squad"),
-    "fill-mask": Task("fill_mask", "FillMaskPipeline", "AutoModelForMaskedLM", "distilbert/distilroberta-base"),
-    "zero-shot-classification": Task("zero_shot_classification", "ZeroShotClassificationPipeline",
-                                     "AutoModelForSequenceClassification", "facebook/bart-large-mnli"),
+    "feature-extraction": Task("feature_extraction", "FeatureExtractionPipeline", "AutoModel", EMBEDDED),
+    "sentence-similarity": Task("sentence_similarity", "SentenceSimilarityPipeline", "AutoModel", EMBEDDED),
+    "text-classification": Task(
+        "text_classification", "TextClassificationPipeline", "AutoModelForSequenceClassification",
+        DefaultModel("distilbert/distilbert-base-uncased-finetuned-sst-2-english", "distilbert",
+                     "DistilBertForSequenceClassification")),
+    "token-classification": Task(
+        "token_classification", "TokenClassificationPipeline", "AutoModelForTokenClassification",
+        DefaultModel("dbmdz/bert-large-cased-finetuned-conll03-english", "bert", "BertForTokenClassification")),
+    "question-answering": Task(
+        "question_answering", "QuestionAnsweringPipeline", "AutoModelForQuestionAnswering",
+        DefaultModel("distilbert/distilbert-base-cased-distilled-squad", "distilbert",
+                     "DistilBertForQuestionAnswering")),
+    "fill-mask": Task("fill_mask", "FillMaskPipeline", "AutoModelForMaskedLM",
+                      DefaultModel("distilbert/distilroberta-base", "roberta", "RobertaForMaskedLM")),
+    "zero-shot-classification": Task(
+        "zero_shot_classification", "ZeroShotClassificationPipeline", "AutoModelForSequenceClassification",
+        DefaultModel("facebook/bart-large-mnli", "bart", "BartForSequenceClassification")),
     "text-generation": Task("text_generation", "TextGenerationPipeline", "AutoModelForCausalLM",
-                            "openai-community/gpt2"),
+                            DefaultModel("openai-community/gpt2", "gpt2", "GPT2LMHeadModel")),
     "text2text-generation": Task("text2text_generation", "Text2TextGenerationPipeline", "AutoModelForSeq2SeqLM",
-                                 "google-t5/t5-base"),
+                                 DefaultModel("google-t5/t5-base", "t5", "T5WithLMHeadModel")),
     "summarization": Task("text2text_generation", "SummarizationPipeline", "AutoModelForSeq2SeqLM",
-                          "sshleifer/distilbart-cnn-12-6"),
-    "translation": Task("text2text_generation", "TranslationPipeline", "AutoModelForSeq2SeqLM", "google-t5/t5-base"),
+                          DefaultModel("sshleifer/distilbart-cnn-12-6", "bart", "BartForConditionalGeneration")),
+    "translation": Task("text2text_generation", "TranslationPipeline", "AutoModelForSeq2SeqLM",
+                        DefaultModel("google-t5/t5-base", "t5", "T5WithLMHeadModel")),
 }
 
 ALIASES: dict[str, str] = {
@@ -59,6 +80,7 @@ ALIASES: dict[str, str] = {
 
 # architectures-name suffix -> task, most specific first
 _ARCHITECTURE_SUFFIXES = (
+    ("T5WithLMHeadModel", "text2text-generation"),  # the original T5 checkpoints' name of ForConditionalGeneration
     ("ForSequenceClassification", "text-classification"),
     ("ForTokenClassification", "token-classification"),
     ("ForQuestionAnswering", "question-answering"),

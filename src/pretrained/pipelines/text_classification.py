@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Pipeline, PipelineError
+from .base import Pipeline, PipelineError, softmax
 
 FUNCTIONS = ("softmax", "sigmoid", "none")
 _UNSET = object()
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import Pipeline, PipelineError
+from .base import Pipeline, PipelineError, softmax
 
 STRATEGIES = ("none", "simple", "first", "average", "max")
 
@@ -103,9 +103,7 @@ class TokenClassificationPipeline(Pipeline):
         ignore = ["O"] if ignore_labels is None else ignore_labels
         entities = []
         for out in windows:
-            logits = out["logits"][0].float().cpu().numpy()
-            scores = np.exp(logits - logits.max(-1, keepdims=True))
-            scores /= scores.sum(-1, keepdims=True)
+            scores = softmax(out["logits"][0].float().cpu().numpy())
             offsets = out.get("offset_mapping")
             tokens = self.pre_entities(out["sentence"], out["input_ids"][0].tolist(), scores,
                                        None if offsets is None else offsets[0].tolist(),
@@ -118,7 +116,8 @@ class TokenClassificationPipeline(Pipeline):
 
     def pre_entities(self, sentence, ids, scores, offsets, special, strategy, word_ids=None, word_spans=None):
         """Per non-special token: its text, scores, char span and whether it continues a word."""
-        backend = getattr(self.tokenizer, "_tokenizer", None)
+        # a fast tokenizer whose model marks word continuations ("##" in WordPiece) tells subwords apart exactly
+        backend = self.tokenizer.backend_tokenizer if self.tokenizer.is_fast else None
         has_subword_prefix = backend is not None and getattr(backend.model, "continuing_subword_prefix", None)
         out = []
         for i, token_scores in enumerate(scores):

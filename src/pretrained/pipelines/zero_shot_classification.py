@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Pipeline, PipelineError
+from .base import Pipeline, PipelineError, softmax
 
 
 def parse_labels(labels) -> list[str]:
@@ -40,6 +40,12 @@ class ZeroShotClassificationPipeline(Pipeline):
         return pre, {}, post
 
     @property
+    def pad_token_id(self) -> int | None:
+        """A tokenizer without a pad token pads batches with eos (masked out); the tokenizer itself is left as it is."""
+        pad = super().pad_token_id
+        return pad if pad is not None else getattr(self.tokenizer, "eos_token_id", None)
+
+    @property
     def entailment_id(self) -> int:
         for label, index in self.model.config.label2id.items():
             if label.lower().startswith("entail"):
@@ -52,17 +58,15 @@ class ZeroShotClassificationPipeline(Pipeline):
             raise PipelineError("zero-shot-classification needs a non-empty sequence and at least one candidate label")
         if hypothesis_template.format(candidate_labels[0]) == hypothesis_template:
             raise PipelineError(f"hypothesis_template={hypothesis_template!r} has no '{{}}' where the label goes")
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
         pairs = []
-        for label in candidate_labels:
+        for label in candidate_labels:  # one pair per row: batches are padded by the base, not here
             pair = [[inputs, hypothesis_template.format(label)]]
             try:
-                enc = self.tokenizer(pair, return_tensors="pt", padding=True, truncation="only_first")
+                enc = self.tokenizer(pair, return_tensors="pt", truncation="only_first")
             except Exception as e:  # the hypothesis alone is longer than the model's limit
                 if "too short" not in str(e):
                     raise
-                enc = self.tokenizer(pair, return_tensors="pt", padding=True, truncation=False)
+                enc = self.tokenizer(pair, return_tensors="pt", truncation=False)
             pairs.append({"candidate_label": label, "sequence": inputs, **enc})
         return pairs
 
@@ -77,11 +81,9 @@ class ZeroShotClassificationPipeline(Pipeline):
         entail = self.entailment_id
         if multi_label or len(labels) == 1:
             contradiction = -1 if entail == 0 else 0
-            pair = logits[:, [contradiction, entail]]
-            scores = np.exp(pair) / np.exp(pair).sum(-1, keepdims=True)
-            scores = scores[:, 1]
+            scores = softmax(logits[:, [contradiction, entail]])[:, 1]
         else:
-            scores = np.exp(logits[:, entail]) / np.exp(logits[:, entail]).sum()
+            scores = softmax(logits[:, entail])
         order = list(reversed(scores.argsort()))
         return {"sequence": model_outputs[0]["sequence"], "labels": [labels[i] for i in order],
                 "scores": [float(scores[i]) for i in order]}

@@ -4,23 +4,16 @@ with transformers in one run (medians of 5), and print the ratios.
   fast backend   vs transformers' fast tokenizer (same Rust core: only our overhead differs)
   Python backend vs transformers' slow Python BERT tokenizer (BertTokenizerLegacy in 5.x)
 
-Run: python bench/tokenize.py [--n 10000] [--repeats 5] [--max-length 128]
+Run: python bench/tokenization.py [--n 10000] [--repeats 5] [--max-length 128]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import statistics
 import sys
-
-# This file is named tokenize.py: drop its folder from the path so `import tokenize` (stdlib,
-# used by inspect/linecache inside torch and transformers) does not find this script.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-sys.modules.pop("tokenize", None) if getattr(sys.modules.get("tokenize"), "__file__", "") == __file__ else None
-
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "tokenization"))
 

@@ -1,4 +1,4 @@
-"""layers.Linear: the oneDNN inference path agrees with F.linear, and autograd never takes it."""
+"""pretrained.optimize: the inference linear agrees with F.linear and autograd never takes it; eval mode swaps it in, train mode takes it out."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pretrained import layers
+from pretrained import optimize
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 768), (8, 1, 768), (2, 33, 768), (0, 768)])
@@ -14,16 +14,16 @@ def test_linear_matches_f_linear(shape):
     torch.manual_seed(0)
     w, b, x = torch.randn(3000, 768) * 0.02, torch.randn(3000), torch.randn(*shape)
     with torch.no_grad():
-        torch.testing.assert_close(layers.linear(x, w, b), F.linear(x, w, b), atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(layers.linear(x, w), F.linear(x, w), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(optimize.linear(x, w, b), F.linear(x, w, b), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(optimize.linear(x, w), F.linear(x, w), atol=1e-5, rtol=1e-5)
 
 
 def test_linear_takes_onednn_only_where_no_gradient_is_needed(monkeypatch):
-    if layers._onednn_linear is None:
+    if optimize._onednn_linear is None:
         pytest.skip("this torch build has no oneDNN linear")
     calls = []
-    monkeypatch.setattr(layers, "_onednn_linear", lambda *a: calls.append(1) or F.linear(*a[:3]))
-    m = layers.Linear(768, 3000)
+    monkeypatch.setattr(optimize, "_onednn_linear", lambda *a: calls.append(1) or F.linear(*a[:3]))
+    m = optimize.InferenceLinear(768, 3000)
     x = torch.randn(4, 768)
     with torch.no_grad():
         m(x)
@@ -31,7 +31,7 @@ def test_linear_takes_onednn_only_where_no_gradient_is_needed(monkeypatch):
     m(x).sum().backward()  # parameters require grad: plain F.linear, with its gradient
     assert calls == [1] and m.weight.grad is not None
     with torch.no_grad():
-        layers.Linear(64, 64)(torch.randn(1, 64))  # too little work to repay oneDNN's fixed cost
+        optimize.InferenceLinear(64, 64)(torch.randn(1, 64))  # too little work to repay oneDNN's fixed cost
         m.double()(x.double())  # float64 stays on F.linear
         m.float()
         traced = torch.jit.trace(m, x, check_trace=False)  # a traced graph (export formats) holds F.linear's op
@@ -47,7 +47,7 @@ def test_compiled_linear(rows):
     """Under torch.compile one row becomes a multiply-and-sum (inductor writes it as one reduction loop,
     faster than any matmul call for a decode step) and more rows the oneDNN kernel as one opaque op
     (inductor would otherwise call MKL). Both agree with F.linear."""
-    if layers._onednn_linear is None:
+    if optimize._onednn_linear is None:
         pytest.skip("this torch build has no oneDNN linear")
     graphs = []
 
@@ -56,7 +56,7 @@ def test_compiled_linear(rows):
         return gm.forward
 
     torch.manual_seed(0)
-    m, x = layers.Linear(768, 3000), torch.randn(rows, 1, 768)
+    m, x = optimize.InferenceLinear(768, 3000), torch.randn(rows, 1, 768)
     with torch.no_grad():
         out = torch.compile(m, backend=backend, fullgraph=True)(x)
         compiled = torch.compile(m, fullgraph=True)(x)  # inductor runs it
@@ -69,7 +69,7 @@ def test_compiled_linear(rows):
 
 def test_linear_gradient_equals_nn_linear():
     torch.manual_seed(0)
-    ours, ref = layers.Linear(768, 3000), torch.nn.Linear(768, 3000)
+    ours, ref = optimize.InferenceLinear(768, 3000), torch.nn.Linear(768, 3000)
     ref.load_state_dict(ours.state_dict())
     x = torch.randn(4, 768)
     ours(x).pow(2).sum().backward()
