@@ -23,13 +23,19 @@ class StackOutput:
     cross_attentions: tuple | None
 
 
+def recomputes(owner: nn.Module) -> bool:
+    """Whether `owner`'s layers run under gradient checkpointing now (training, with gradients). A cache
+    cannot be kept then: recomputation would write every token twice (Transformers turns it off too)."""
+    return getattr(owner, "gradient_checkpointing", False) and owner.training and torch.is_grad_enabled()
+
+
 def run_layers(owner: nn.Module, layers, x: torch.Tensor, *args, output_attentions: bool = False,
                output_hidden_states: bool = False, layerdrop: float = 0.0, **kwargs) -> StackOutput:
     """Run `layers` over x (B, T, C). With `owner.gradient_checkpointing` in training, each layer's
     activations are recomputed in the backward pass instead of stored (PyTorch's non-reentrant
     checkpoint; `owner.gradient_checkpointing_kwargs` are passed to it). `layerdrop`: in training, each
     layer is skipped with that probability (its attentions are then None, as in Transformers)."""
-    recompute = getattr(owner, "gradient_checkpointing", False) and owner.training and torch.is_grad_enabled()
+    recompute = recomputes(owner)
     checkpoint_kwargs = {"use_reentrant": False, **(getattr(owner, "gradient_checkpointing_kwargs", None) or {})}
     hidden_states = () if output_hidden_states else None
     attentions = () if output_attentions else None

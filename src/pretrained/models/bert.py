@@ -173,7 +173,7 @@ class BertPreTrainedModel(PreTrainedModel):
     config_class = BertConfig
     base_model_prefix = "bert"
     supports_gradient_checkpointing = True
-    _keys_to_ignore_on_load_unexpected = (r"position_ids$", r"^cls\.seq_relationship", r"^cls\.predictions\.decoder\.bias$")
+    _keys_to_ignore_on_load_unexpected = (r"position_ids$", r"^cls\.seq_relationship")
 
 
 class BertModel(BertPreTrainedModel):
@@ -215,17 +215,19 @@ class BertLMPredictionHead(nn.Module):
         self.transform.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.transform.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.act = get_activation(config.hidden_act)
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+        self.bias = self.decoder.bias  # one tensor under both checkpoint names, as in the reference
 
     def forward(self, x):
-        x = self.transform.LayerNorm(self.act(self.transform.dense(x)))
-        return self.decoder(x) + self.bias
+        return self.decoder(self.transform.LayerNorm(self.act(self.transform.dense(x))))
 
 
 class BertForMaskedLM(MaskedLMHead, BertPreTrainedModel):
     base_model_class = BertModel
     _tied_weights_keys = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight"}
+
+    def tied_weights(self) -> dict[str, str]:
+        return {**super().tied_weights(), "cls.predictions.decoder.bias": "cls.predictions.bias"}
 
     def build_lm_head(self, config):
         self.cls = nn.Module()

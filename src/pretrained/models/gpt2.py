@@ -23,7 +23,7 @@ from ..masks import causal_mask
 from ..cache import forward_cache
 from ..modeling import PreTrainedModel, output_flags
 from ..outputs import BaseModelOutputWithPast, finish
-from ..stack import run_layers
+from ..stack import recomputes, run_layers
 
 
 class GPT2Config(PretrainedConfig):
@@ -149,7 +149,7 @@ class GPT2Model(GPT2PreTrainedModel):
             raise InputError("pass exactly one of input_ids or inputs_embeds")
         config = self.config
         output_attentions, output_hidden_states = output_flags(config, output_attentions, output_hidden_states)
-        use_cache = (config.use_cache and not self.training) if use_cache is None else use_cache
+        use_cache = (config.use_cache and not self.training) if use_cache is None else use_cache and not recomputes(self)
         x = self.wte(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, C)
         B, T = x.shape[:2]
         cache, past = forward_cache(past_key_values, use_cache, cache_position)

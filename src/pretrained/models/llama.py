@@ -26,7 +26,7 @@ from ..masks import causal_mask
 from ..cache import forward_cache
 from ..modeling import PreTrainedModel, output_flags
 from ..outputs import BaseModelOutputWithPast, finish
-from ..stack import run_layers
+from ..stack import recomputes, run_layers
 
 
 LAYER_TYPES = ("full_attention", "sliding_attention")
@@ -246,7 +246,7 @@ class LlamaModel(LlamaPreTrainedModel):
             raise InputError("pass exactly one of input_ids or inputs_embeds")
         config = self.config
         output_attentions, output_hidden_states = output_flags(config, output_attentions, output_hidden_states)
-        use_cache = (config.use_cache and not self.training) if use_cache is None else use_cache
+        use_cache = (config.use_cache and not self.training) if use_cache is None else use_cache and not recomputes(self)
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, C)
         if self.embed_scale is not None:
             x = x * torch.tensor(self.embed_scale, dtype=x.dtype)

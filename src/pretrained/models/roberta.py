@@ -59,11 +59,11 @@ class RobertaLMHead(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+        self.bias = self.decoder.bias  # one tensor under both checkpoint names, as in the reference
 
     def forward(self, x):
-        return self.decoder(self.layer_norm(F.gelu(self.dense(x)))) + self.bias
+        return self.decoder(self.layer_norm(F.gelu(self.dense(x))))
 
 
 class RobertaClassificationHead(nn.Module):
@@ -83,6 +83,9 @@ class RobertaClassificationHead(nn.Module):
 class RobertaForMaskedLM(MaskedLMHead, RobertaPreTrainedModel):
     base_model_class = RobertaModel
     _tied_weights_keys = {"lm_head.decoder.weight": "roberta.embeddings.word_embeddings.weight"}
+
+    def tied_weights(self) -> dict[str, str]:
+        return {**super().tied_weights(), "lm_head.decoder.bias": "lm_head.bias"}
 
     def build_lm_head(self, config):
         self.lm_head = RobertaLMHead(config)
