@@ -9,21 +9,29 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import UnsupportedOptionError
+from ..hub import HubOptions, resolve_file
 from ..outputs import BaseModelOutput
 from ..cache import Cache, DynamicCache, EncoderDecoderCache, StaticCache
-from .config import CompileConfig, GenerationConfig
+from .config import GENERATION_CONFIG_NAME, CompileConfig, GenerationConfig
 from .decoding import Stepper, beam_search, sample
 from .processors import (
-    ForcedBOSTokenLogitsProcessor, ForcedEOSTokenLogitsProcessor, LogitsProcessorList, MinLengthLogitsProcessor,
-    MinNewTokensLengthLogitsProcessor,
-    MinPLogitsWarper, NoBadWordsLogitsProcessor, NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
-    SuppressTokensLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, TypicalLogitsWarper,
+    EpsilonLogitsWarper, EtaLogitsWarper, ForcedBOSTokenLogitsProcessor, ForcedEOSTokenLogitsProcessor,
+    InfNanRemoveLogitsProcessor, LogitNormalization, LogitsProcessorList, MinLengthLogitsProcessor,
+    MinNewTokensLengthLogitsProcessor, MinPLogitsWarper, NoBadWordsLogitsProcessor, NoRepeatNGramLogitsProcessor,
+    RepetitionPenaltyLogitsProcessor, SuppressTokensAtBeginLogitsProcessor, SuppressTokensLogitsProcessor,
+    TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, TypicalLogitsWarper,
 )
 from .stopping import MaxTimeCriteria, StoppingCriteriaList, StopStringCriteria
+
+# Transformers' generate() arguments for decoding modes pretrained does not implement; None (False for
+# synced_gpus) asks for nothing and is accepted
+_UNSUPPORTED_ARGUMENTS = ("assistant_model", "assistant_tokenizer", "prefix_allowed_tokens_fn", "negative_prompt_ids",
+                          "negative_prompt_attention_mask", "custom_generate", "synced_gpus")
 
 
 class GenerationMixin:
@@ -37,13 +45,16 @@ class GenerationMixin:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        hub = {k: kwargs[k] for k in ("revision", "cache_dir", "local_files_only", "token", "subfolder") if k in kwargs}
+        hub = HubOptions.pop_from(dict(kwargs))
         loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
-        try:
-            model.generation_config = GenerationConfig.from_pretrained(pretrained_model_name_or_path, **hub)
-        except (CheckpointError, OSError, ValueError):
-            pass  # no generation_config.json: keep the one derived from config.json
+        name = pretrained_model_name_or_path
+        if name is None or os.path.isfile(name):  # a single-file checkpoint (GGUF) has none beside it
+            return loaded
+        # no generation_config.json: keep the one derived from config.json; a broken one is an error
+        path = resolve_file(name, GENERATION_CONFIG_NAME, hub, required=False)
+        if path is not None:
+            model.generation_config = GenerationConfig.from_json_file(path)
         return loaded
 
     def prepare_inputs_for_generation(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
@@ -62,6 +73,7 @@ class GenerationMixin:
         input_ids = inputs if inputs is not None else model_kwargs.pop("input_ids", None)
         attention_mask = model_kwargs.pop("attention_mask", None)
         past_key_values = model_kwargs.pop("past_key_values", None)
+        self._check_supported(config, model_kwargs)
         self._check_model_kwargs(model_kwargs)
         device = self.device
 
@@ -102,10 +114,11 @@ class GenerationMixin:
         if cache is None and config.use_cache:
             if config.cache_implementation == "static":
                 cache = StaticCache(self.config, max_cache_len=config.max_cache_len or max_length)
-            elif config.cache_implementation in (None, "dynamic"):
+            elif config.cache_implementation in (None, "dynamic", "hybrid"):  # Transformers 5 reads "hybrid" as unset
                 cache = DynamicCache()
             else:
-                raise ValueError(f"cache_implementation={config.cache_implementation!r}: expected 'dynamic' or 'static'")
+                raise UnsupportedOptionError(f"cache_implementation={config.cache_implementation!r} is not "
+                                             "implemented: expected 'dynamic' or 'static'")
             if getattr(self.config, "is_encoder_decoder", False):
                 cache = EncoderDecoderCache(cache, DynamicCache())
         elif cache is not None and not isinstance(cache, Cache):
@@ -182,6 +195,17 @@ class GenerationMixin:
                 decoder_mask = torch.cat([torch.ones_like(decoder_mask[:, :1]), decoder_mask], dim=1)
         return decoder_ids, torch.ones_like(decoder_ids) if decoder_mask is None else decoder_mask
 
+    def _check_supported(self, config, model_kwargs: dict) -> None:
+        """Refuse, by name, Transformers' options that would change decoding and that pretrained lacks."""
+        asked = [f"{k}={v!r}" for k, v in config.unsupported().items()]
+        for name in _UNSUPPORTED_ARGUMENTS:
+            value = model_kwargs.pop(name, None)
+            if value is not None and value is not False:
+                asked.append(name)  # a model or a function: its repr would bury the message
+        if asked:
+            raise UnsupportedOptionError(f"generate() does not implement {', '.join(asked)}: pretrained has no "
+                                         "such decoding mode; leave these unset")
+
     def _check_model_kwargs(self, model_kwargs: dict) -> None:
         accepted = set()
         for fn in {self.forward, getattr(self.base_model, "forward", self.forward)}:
@@ -219,7 +243,8 @@ class GenerationMixin:
             raise ValueError(f"max_cache_len={config.max_cache_len} is smaller than max_length={max_length}")
 
     def _logits_processors(self, config, prompt_length, eos_ids, attention_mask, max_length, user) -> LogitsProcessorList:
-        """Transformers' order: penalties and constraints, then the user's, then the sampling warpers."""
+        """Transformers' order: penalties and constraints, then the user's, then the sampling warpers, then
+        the renormalisation."""
         out = LogitsProcessorList()
         if config.repetition_penalty is not None and config.repetition_penalty != 1.0:
             padding = (attention_mask != 0).int().argmax(dim=1) if not bool(attention_mask.all()) else None
@@ -240,8 +265,15 @@ class GenerationMixin:
             out.append(ForcedBOSTokenLogitsProcessor(config.forced_bos_token_id))
         if config.forced_eos_token_id is not None:
             out.append(ForcedEOSTokenLogitsProcessor(max_length, config.forced_eos_token_id))
+        if config.remove_invalid_values:
+            out.append(InfNanRemoveLogitsProcessor())
         if config.suppress_tokens is not None:
             out.append(SuppressTokensLogitsProcessor(config.suppress_tokens))
+        if config.begin_suppress_tokens is not None:
+            # the first generated token; after a forced BOS (a decoder started from one token) the next one
+            forced_first = prompt_length == 1 and config.forced_bos_token_id is not None
+            begin = prompt_length + 1 if forced_first else prompt_length
+            out.append(SuppressTokensAtBeginLogitsProcessor(config.begin_suppress_tokens, begin))
         for processor in user or []:
             clash = next((p for p in out if type(p) is type(processor)), None)
             if clash is not None:
@@ -260,6 +292,12 @@ class GenerationMixin:
                 out.append(MinPLogitsWarper(config.min_p, min_tokens_to_keep=keep))
             if config.typical_p is not None and config.typical_p < 1.0:
                 out.append(TypicalLogitsWarper(config.typical_p, min_tokens_to_keep=keep))
+            if config.epsilon_cutoff:
+                out.append(EpsilonLogitsWarper(config.epsilon_cutoff, min_tokens_to_keep=keep))
+            if config.eta_cutoff:
+                out.append(EtaLogitsWarper(config.eta_cutoff, min_tokens_to_keep=keep))
+        if config.renormalize_logits:  # last, so the scores are log-probabilities whatever came before
+            out.append(LogitNormalization())
         return out
 
 

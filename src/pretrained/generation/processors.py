@@ -2,10 +2,13 @@
 
 The math lives in small pure functions over a (B, V) float tensor; the classes are thin,
 Transformers-shaped wrappers (same names and constructor arguments) so user code that builds a
-`LogitsProcessorList` keeps working. Filters write -inf where a token is removed.
+`LogitsProcessorList` keeps working. Filters write -inf (a warper's filter_value) where a token is removed.
 """
 
 from __future__ import annotations
+
+import math
+import numbers
 
 import torch
 
@@ -18,33 +21,33 @@ def apply_temperature(scores: torch.Tensor, temperature: float) -> torch.Tensor:
     return scores / temperature
 
 
-def top_k_filter(scores: torch.Tensor, k: int, min_keep: int = 1) -> torch.Tensor:
+def top_k_filter(scores: torch.Tensor, k: int, min_keep: int = 1, filter_value: float = NEG_INF) -> torch.Tensor:
     """Keep the k highest scores (ties with the k-th kept too)."""
     k = min(max(k, min_keep), scores.shape[-1])
     kth = torch.topk(scores, k)[0][..., -1, None]
-    return scores.masked_fill(scores < kth, NEG_INF)
+    return scores.masked_fill(scores < kth, filter_value)
 
 
-def top_p_filter(scores: torch.Tensor, p: float, min_keep: int = 1) -> torch.Tensor:
+def top_p_filter(scores: torch.Tensor, p: float, min_keep: int = 1, filter_value: float = NEG_INF) -> torch.Tensor:
     """Nucleus: keep the smallest set of most likely tokens whose probability reaches p."""
     sorted_scores, order = torch.sort(scores, descending=False)
     cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
     remove = cumulative <= (1 - p)
     remove[..., -min_keep:] = False
-    return scores.masked_fill(remove.scatter(1, order, remove), NEG_INF)
+    return scores.masked_fill(remove.scatter(1, order, remove), filter_value)
 
 
-def min_p_filter(scores: torch.Tensor, min_p: float, min_keep: int = 1) -> torch.Tensor:
+def min_p_filter(scores: torch.Tensor, min_p: float, min_keep: int = 1, filter_value: float = NEG_INF) -> torch.Tensor:
     """Remove tokens whose probability is below min_p times the top token's."""
     probs = scores.softmax(dim=-1)
     remove = probs < min_p * probs.amax(dim=-1, keepdim=True)
     order = torch.argsort(scores, descending=True, dim=-1)
     sorted_remove = remove.gather(1, order)
     sorted_remove[..., :min_keep] = False
-    return scores.masked_fill(sorted_remove.scatter(1, order, sorted_remove), NEG_INF)
+    return scores.masked_fill(sorted_remove.scatter(1, order, sorted_remove), filter_value)
 
 
-def typical_filter(scores: torch.Tensor, mass: float, min_keep: int = 1) -> torch.Tensor:
+def typical_filter(scores: torch.Tensor, mass: float, min_keep: int = 1, filter_value: float = NEG_INF) -> torch.Tensor:
     """Locally typical sampling: keep tokens whose surprisal is closest to the entropy, up to `mass`."""
     log_probs = scores.log_softmax(dim=-1)
     entropy = -(log_probs * log_probs.exp()).nansum(-1, keepdim=True)
@@ -53,7 +56,36 @@ def typical_filter(scores: torch.Tensor, mass: float, min_keep: int = 1) -> torc
     last = (cumulative < mass).sum(dim=1).clamp_(max=scores.shape[-1] - 1)
     sorted_remove = sorted_shift > sorted_shift.gather(1, last.view(-1, 1))
     sorted_remove[..., :min_keep] = False
-    return scores.masked_fill(sorted_remove.scatter(1, order, sorted_remove), NEG_INF)
+    return scores.masked_fill(sorted_remove.scatter(1, order, sorted_remove), filter_value)
+
+
+def epsilon_filter(scores: torch.Tensor, epsilon: float, min_keep: int = 1,
+                   filter_value: float = NEG_INF) -> torch.Tensor:
+    """Epsilon sampling: remove tokens whose probability is below `epsilon`, keeping the `min_keep` best."""
+    return _filter_below(scores, scores.softmax(dim=-1) < epsilon, min_keep, filter_value)
+
+
+def eta_filter(scores: torch.Tensor, epsilon: float, min_keep: int = 1, filter_value: float = NEG_INF) -> torch.Tensor:
+    """Eta sampling: epsilon sampling whose cutoff min(epsilon, sqrt(epsilon) * exp(-entropy)) falls as
+    the distribution flattens."""
+    probs = scores.softmax(dim=-1)
+    # a removed token (-inf) contributes 0 * -inf: clamp its log-probability to a finite value first
+    log_probs = scores.log_softmax(dim=-1).clamp(min=torch.finfo(scores.dtype).min)
+    entropy = -(log_probs * probs).sum(dim=-1, keepdim=True)  # (B, 1)
+    eta = torch.clamp(math.sqrt(epsilon) * torch.exp(-entropy), max=epsilon)
+    return _filter_below(scores, probs < eta, min_keep, filter_value)
+
+
+def _filter_below(scores: torch.Tensor, remove: torch.Tensor, min_keep: int, filter_value: float) -> torch.Tensor:
+    """Apply `remove`, sparing every token that scores at least the `min_keep`-th best."""
+    kth = torch.topk(scores, min(min_keep, scores.shape[-1]))[0][..., -1, None]
+    return scores.masked_fill(remove & (scores < kth), filter_value)
+
+
+def remove_inf_nan(scores: torch.Tensor) -> torch.Tensor:
+    """nan -> 0, +inf -> the dtype's largest finite value, -inf -> its smallest."""
+    finfo = torch.finfo(scores.dtype)
+    return torch.nan_to_num(scores, nan=0.0, posinf=finfo.max, neginf=finfo.min)
 
 
 def repetition_penalty(input_ids: torch.Tensor, scores: torch.Tensor, penalty: float,
@@ -80,8 +112,8 @@ def banned_ngram_tokens(row: list[int], n: int) -> list[int]:
 
 
 def ban_tokens(scores: torch.Tensor, token_ids) -> torch.Tensor:
-    ids = torch.as_tensor(token_ids, device=scores.device).view(-1)
-    ids = ids[ids < scores.shape[-1]]  # ids past the LM head's vocabulary can never be produced anyway
+    ids = torch.as_tensor(token_ids, dtype=torch.long, device=scores.device).view(-1)
+    ids = ids[(ids >= 0) & (ids < scores.shape[-1])]  # ids outside the LM head's vocabulary are never produced
     return scores.index_fill(-1, ids, NEG_INF)
 
 
@@ -118,40 +150,70 @@ class TopKLogitsWarper(LogitsProcessor):
     def __init__(self, top_k: int, filter_value: float = NEG_INF, min_tokens_to_keep: int = 1):
         if not isinstance(top_k, int) or top_k <= 0:
             raise ValueError(f"top_k must be an int > 0, got {top_k!r}")
-        self.top_k, self.min_tokens_to_keep = top_k, min_tokens_to_keep
+        self.top_k, self.filter_value, self.min_tokens_to_keep = top_k, filter_value, min_tokens_to_keep
 
     def __call__(self, input_ids, scores):
-        return top_k_filter(scores, self.top_k, self.min_tokens_to_keep)
+        return top_k_filter(scores, self.top_k, self.min_tokens_to_keep, self.filter_value)
 
 
 class TopPLogitsWarper(LogitsProcessor):
     def __init__(self, top_p: float, filter_value: float = NEG_INF, min_tokens_to_keep: int = 1):
         if not 0 <= float(top_p) <= 1:
             raise ValueError(f"top_p must be in [0, 1], got {top_p!r}")
-        self.top_p, self.min_tokens_to_keep = float(top_p), min_tokens_to_keep
+        self.top_p, self.filter_value, self.min_tokens_to_keep = float(top_p), filter_value, min_tokens_to_keep
 
     def __call__(self, input_ids, scores):
-        return top_p_filter(scores, self.top_p, self.min_tokens_to_keep)
+        return top_p_filter(scores, self.top_p, self.min_tokens_to_keep, self.filter_value)
 
 
 class MinPLogitsWarper(LogitsProcessor):
     def __init__(self, min_p: float, filter_value: float = NEG_INF, min_tokens_to_keep: int = 1):
         if not 0 <= float(min_p) <= 1:
             raise ValueError(f"min_p must be in [0, 1], got {min_p!r}")
-        self.min_p, self.min_tokens_to_keep = float(min_p), min_tokens_to_keep
+        self.min_p, self.filter_value, self.min_tokens_to_keep = float(min_p), filter_value, min_tokens_to_keep
 
     def __call__(self, input_ids, scores):
-        return min_p_filter(scores, self.min_p, self.min_tokens_to_keep)
+        return min_p_filter(scores, self.min_p, self.min_tokens_to_keep, self.filter_value)
 
 
 class TypicalLogitsWarper(LogitsProcessor):
     def __init__(self, mass: float = 0.9, filter_value: float = NEG_INF, min_tokens_to_keep: int = 1):
         if not 0 < float(mass) < 1:
             raise ValueError(f"typical_p must be in (0, 1), got {mass!r}")
-        self.mass, self.min_tokens_to_keep = float(mass), min_tokens_to_keep
+        self.mass, self.filter_value, self.min_tokens_to_keep = float(mass), filter_value, min_tokens_to_keep
 
     def __call__(self, input_ids, scores):
-        return typical_filter(scores, self.mass, self.min_tokens_to_keep)
+        return typical_filter(scores, self.mass, self.min_tokens_to_keep, self.filter_value)
+
+
+class EpsilonLogitsWarper(LogitsProcessor):
+    def __init__(self, epsilon: float, filter_value: float = NEG_INF, min_tokens_to_keep: int = 1):
+        self.epsilon = _cutoff(epsilon, "epsilon_cutoff")
+        self.filter_value, self.min_tokens_to_keep = filter_value, _min_tokens(min_tokens_to_keep)
+
+    def __call__(self, input_ids, scores):
+        return epsilon_filter(scores, self.epsilon, self.min_tokens_to_keep, self.filter_value)
+
+
+class EtaLogitsWarper(LogitsProcessor):
+    def __init__(self, epsilon: float, filter_value: float = NEG_INF, min_tokens_to_keep: int = 1, device=None):
+        self.epsilon = _cutoff(epsilon, "eta_cutoff")
+        self.filter_value, self.min_tokens_to_keep = filter_value, _min_tokens(min_tokens_to_keep)
+
+    def __call__(self, input_ids, scores):
+        return eta_filter(scores, self.epsilon, self.min_tokens_to_keep, self.filter_value)
+
+
+def _cutoff(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
+        raise ValueError(f"{name} must be a float in (0, 1), got {value!r}")
+    return float(value)
+
+
+def _min_tokens(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"min_tokens_to_keep must be an int >= 1, got {value!r}")
+    return int(value)
 
 
 class RepetitionPenaltyLogitsProcessor(LogitsProcessor):
@@ -232,6 +294,19 @@ class SuppressTokensLogitsProcessor(LogitsProcessor):
         return ban_tokens(scores, self.tokens)
 
 
+class SuppressTokensAtBeginLogitsProcessor(LogitsProcessor):
+    """Ban tokens at one step only: when the rows are `begin_index` tokens long (the first generated token)."""
+
+    def __init__(self, begin_suppress_tokens, begin_index: int, device=None):
+        self.tokens, self.begin_index = list(begin_suppress_tokens), begin_index
+
+    def set_begin_index(self, begin_index: int) -> None:
+        self.begin_index = begin_index
+
+    def __call__(self, input_ids, scores):
+        return ban_tokens(scores, self.tokens) if input_ids.shape[-1] == self.begin_index else scores
+
+
 class ForcedBOSTokenLogitsProcessor(LogitsProcessor):
     """Encoder-decoders: the first token after the decoder start must be `bos_token_id` (e.g. a language code)."""
 
@@ -262,11 +337,11 @@ class ForcedEOSTokenLogitsProcessor(LogitsProcessor):
 
 class InfNanRemoveLogitsProcessor(LogitsProcessor):
     def __call__(self, input_ids, scores):
-        scores = torch.where(scores != scores, 0.0, scores)
-        top = torch.finfo(scores.dtype).max
-        return scores.masked_fill(scores == float("inf"), top)
+        return remove_inf_nan(scores)
 
 
 class LogitNormalization(LogitsProcessor):
+    """Log-softmax: generate() applies it after every other processor (renormalize_logits=True)."""
+
     def __call__(self, input_ids, scores):
         return scores.log_softmax(dim=-1)
