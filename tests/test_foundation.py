@@ -162,3 +162,43 @@ def test_eval_runs_inference_kernels_and_train_the_plain_modules(folders):
     model.eval()
     assert type(q) is nn.Linear
     assert set(model.state_dict()) == set(load("llama", folders["llama"]).state_dict())
+
+
+@pytest.mark.parametrize("option", [dict(from_tf=True), dict(from_flax=True), dict(offload_folder="/tmp/off"),
+                                    dict(offload_state_dict=True), dict(use_flash_attention_2=True)])
+def test_options_that_would_change_loading_are_refused_by_name(folders, option):
+    from pretrained.errors import UnsupportedOptionError
+
+    with pytest.raises(UnsupportedOptionError, match=next(iter(option))):
+        load("llama", folders["llama"], **option)
+    load("llama", folders["llama"], **{k: None for k in option})  # the default value is accepted
+
+
+def test_key_mapping_renames_checkpoint_keys(folders, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    state = {k.replace("model.layers.", "model.blocks."): v
+             for k, v in load_file(f"{folders['llama']}/model.safetensors").items()}
+    pretrained.LlamaConfig.from_pretrained(folders["llama"]).save_pretrained(tmp_path)
+    save_file(state, tmp_path / "model.safetensors")
+    model, info = pretrained.AutoModelForCausalLM.from_pretrained(
+        tmp_path, key_mapping={r"^model\.blocks\.": "model.layers."}, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    ids = torch.tensor([[5, 6, 7]])
+    torch.testing.assert_close(model(ids).logits, load("llama", folders["llama"])(ids).logits, atol=0, rtol=0)
+
+
+def test_weights_a_checkpoint_lacks_get_the_family_init(tmp_path):
+    """A T5 decoder loaded from an encoder-only file: the missing projections get T5's init (set by the
+    parent attention module, by role), not uninitialised memory; loaded weights stay as loaded."""
+    config = pretrained.T5Config(**T5)
+    encoder = pretrained.T5EncoderModel(config)
+    encoder.save_pretrained(tmp_path)
+    model = pretrained.T5ForConditionalGeneration.from_pretrained(tmp_path)
+    attn = model.decoder.block[0].layer[0].SelfAttention
+    torch.manual_seed(0)
+    for weight, std in ((attn.q.weight, (32 * 8) ** -0.5), (attn.k.weight, 32**-0.5),
+                        (model.decoder.block[0].layer[-1].DenseReluDense.wo.weight, 37**-0.5)):
+        assert torch.isfinite(weight).all() and abs(weight.std().item() / std - 1) < 0.25
+    assert torch.equal(model.encoder.block[1].layer[0].SelfAttention.v.weight,
+                       encoder.encoder.block[1].layer[0].SelfAttention.v.weight)

@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 
 AttentionFunction = Callable[..., tuple[torch.Tensor, "torch.Tensor | None"]]
 
@@ -36,7 +36,7 @@ def eager_attention(q, k, v, mask=None, scale=None, dropout=0.0, is_causal=False
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, H, T, S)
     if softcap is not None:
-        scores = torch.tanh(scores / softcap) * softcap
+        scores = torch.tanh(scores / softcap) * softcap  # layers.softcap (not imported: layers imports nothing here)
     if bias is not None:
         scores = scores + bias
     if mask is not None:
@@ -85,7 +85,7 @@ def attend(fn: AttentionFunction, q, k, v, mask=None, **options):
         bias = options.pop("bias")
         mask = bias if mask is None else bias + mask
     if g * Bk != Bq or options.get("is_causal"):
-        raise ValueError(f"attention: {Bq} query rows cannot share {Bk} rows of keys (need a multiple, not causal)")
+        raise InputError(f"attention: {Bq} query rows cannot share {Bk} rows of keys (need a multiple, not causal)")
     _, H, T, D = q.shape
     S = k.shape[2]
     q = q.view(Bk, g, H, T, D).transpose(1, 2).reshape(Bk, H, g * T, D)

@@ -16,6 +16,7 @@ An encoder-decoder cache is two of these (self-attention and cross-attention) si
 from __future__ import annotations
 
 import torch
+from .errors import InputError
 
 
 class Cache:
@@ -143,7 +144,7 @@ class StaticCache(Cache):
                  device=None, dtype=None, **_):
         super().__init__()
         if max_cache_len is None or max_cache_len <= 0:
-            raise ValueError(f"StaticCache needs max_cache_len > 0, got {max_cache_len!r}")
+            raise InputError(f"StaticCache needs max_cache_len > 0, got {max_cache_len!r}")
         self.max_cache_len = max_cache_len
         self.max_batch_size = max_batch_size
         self.device, self.dtype = device, dtype
@@ -159,7 +160,7 @@ class StaticCache(Cache):
         if cache_position is None:
             n = self._lengths[layer_idx]
             if n + T > self.max_cache_len:
-                raise ValueError(f"StaticCache holds {self.max_cache_len} tokens; writing {T} more after {n} overflows "
+                raise InputError(f"StaticCache holds {self.max_cache_len} tokens; writing {T} more after {n} overflows "
                                  "it. Create it with a larger max_cache_len.")
             keys[:, :, n:n + T] = k
             values[:, :, n:n + T] = v

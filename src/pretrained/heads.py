@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 from .generation.mixin import GenerationMixin
+from .layers import softcap
 from .outputs import (
     BaseModelOutput, CausalLMOutputWithPast, MaskedLMOutput, SequenceClassifierOutputWithPast, MultipleChoiceModelOutput, QuestionAnsweringModelOutput, SequenceClassifierOutput,
     TokenClassifierOutput, finish,
@@ -233,7 +234,7 @@ class CausalLMHead(GenerationMixin, LMHeadAccess, _Head):
             hidden = hidden[:, -logits_to_keep:] if logits_to_keep else hidden  # generation needs the last only
         else:
             hidden = hidden[:, logits_to_keep]
-        logits = self.lm_head(hidden)  # (B, T', V)
+        logits = softcap(self.lm_head(hidden), getattr(self.config, "final_logit_softcapping", None))  # (B, T', V)
         loss = causal_lm_loss(logits, labels) if labels is not None else None
         return finish(CausalLMOutputWithPast(loss, logits, out.past_key_values, out.hidden_states, out.attentions),
                       self._return_dict(return_dict))
@@ -255,7 +256,7 @@ class DecoderSequenceClassificationHead(_Head):
         B, T = logits.shape[:2]
         pad = self.config.pad_token_id
         if pad is None and B != 1:
-            raise ValueError(f"{type(self).__name__}: batches of more than one row need config.pad_token_id "
+            raise InputError(f"{type(self).__name__}: batches of more than one row need config.pad_token_id "
                              "to find each row's last token")
         if pad is None or input_ids is None:
             last = torch.full((B,), T - 1, device=logits.device)
@@ -274,10 +275,10 @@ def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_s
                        owner: str = "the model") -> torch.Tensor:
     """decoder_input_ids from labels (B, T): the start token, then labels[:, :-1]; -100 (ignored) becomes pad."""
     if decoder_start_token_id is None:
-        raise ValueError(f"{owner}: config.decoder_start_token_id is None, but it starts the decoder_input_ids built "
+        raise ConfigError(f"{owner}: config.decoder_start_token_id is None, but it starts the decoder_input_ids built "
                          "from labels; set it (T5 uses the pad token id) or pass decoder_input_ids")
     if pad_token_id is None:
-        raise ValueError(f"{owner}: config.pad_token_id is None, but it replaces the ignored (-100) positions of "
+        raise ConfigError(f"{owner}: config.pad_token_id is None, but it replaces the ignored (-100) positions of "
                          "labels in the decoder_input_ids built from them; set it or pass decoder_input_ids")
     shifted = labels.new_empty(labels.shape)
     shifted[:, 1:] = labels[:, :-1]
@@ -309,7 +310,7 @@ def encode_decode(model, input_ids=None, attention_mask=None, inputs_embeds=None
     """Run `model.encoder` (unless `encoder_outputs` are given) then `model.decoder` over it; both stacks take
     (input_ids, attention_mask, inputs_embeds, ...) and return dataclasses. -> (encoder outputs, decoder outputs)."""
     if decoder_input_ids is None and decoder_inputs_embeds is None:
-        raise ValueError(f"{type(model).__name__} needs decoder_input_ids, decoder_inputs_embeds or labels "
+        raise InputError(f"{type(model).__name__} needs decoder_input_ids, decoder_inputs_embeds or labels "
                          "(the decoder's input is built from labels when they are given)")
     if encoder_outputs is None:
         encoder_outputs = model.encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,

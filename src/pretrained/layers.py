@@ -81,6 +81,25 @@ class RMSNorm(nn.Module):
         return self.weight * x.to(dtype)
 
 
+class UnitOffsetRMSNorm(RMSNorm):
+    """Gemma's RMSNorm: scales by (1 + weight), weight initialised at zero, all in float32 before the
+    cast back (Llama's casts first)."""
+
+    def __init__(self, hidden_size: int, eps: float = 1e-6):
+        super().__init__(hidden_size, eps)
+        nn.init.zeros_(self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.float()
+        y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (y * (1.0 + self.weight.float())).to(x.dtype)
+
+
+def softcap(x: torch.Tensor, cap: float | None) -> torch.Tensor:
+    """cap * tanh(x / cap): Gemma's soft limit on attention scores and final logits (None: unchanged)."""
+    return x if cap is None else torch.tanh(x / cap) * cap
+
+
 # --- rotary position embeddings ---
 
 def _rope_default(theta: float, dim: int, params: dict, max_positions: int, seq_len) -> tuple[torch.Tensor, float]:

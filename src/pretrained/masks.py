@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+from .errors import InputError
 
 Predicate = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (q_pos (T, 1), k_pos (1, S)) -> bool grid
 
@@ -73,7 +74,7 @@ def padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype, window
     (B, 1, S, S) restricted to a bidirectional window."""
     if window is not None:
         if attention_mask is None:
-            raise ValueError("padding_mask(window=...) needs the attention_mask to know the sequence length")
+            raise InputError("padding_mask(window=...) needs the attention_mask to know the sequence length")
         S = attention_mask.shape[1]
         return build_mask(in_bidirectional_window(window), torch.arange(S, device=attention_mask.device), S,
                           attention_mask, dtype)

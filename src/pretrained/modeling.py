@@ -1,9 +1,11 @@
 """PreTrainedModel: from_pretrained / save_pretrained, weight init and tying, dtype and device.
 
-Loading builds the model with its parameters on the meta device (no memory, no random init), then
-assigns each checkpoint tensor, memory-mapped from safetensors, directly as the parameter: peak
-memory stays near one copy of the weights. Only parameters the checkpoint lacks are materialised
-and initialised.
+Loading builds the model on the meta device (`init_empty_weights`: no memory, no random init, local
+to the calling thread), then gives each parameter its checkpoint tensor: read from the memory-mapped
+safetensors file into memory the model owns, chunk by chunk, releasing the mapped pages as it goes,
+so peak memory stays near one copy of the weights. Only what the checkpoint lacks is materialised and
+initialised; derived buffers (rotary, sinusoidal tables) are recomputed. A loaded model is in eval
+mode, which runs the inference kernels of `pretrained.optimize`; `train()` puts the plain modules back.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from torch.overrides import TorchFunctionMode
 
 from . import conversion
 from .configuration import PretrainedConfig, get_config_dict
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, UnsupportedOptionError
 from .hub import HubOptions, first_existing, resolve_file
 from .weights import (
     SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME,
@@ -28,9 +30,17 @@ from .weights import (
 )
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
-# from_pretrained keywords Transformers accepts that change nothing here
-_NO_OP_KWARGS = ("low_cpu_mem_usage", "_fast_init", "trust_remote_code", "offload_folder", "offload_state_dict",
-                 "from_tf", "from_flax", "_from_auto", "_from_pipeline", "use_flash_attention_2", "key_mapping")
+# from_pretrained keywords Transformers accepts whose effect is what loading here always does: low memory
+# (meta-device build), no random init of loaded weights, code from the library's own registry
+_NO_OP_KWARGS = ("low_cpu_mem_usage", "_fast_init", "trust_remote_code", "_from_auto", "_from_pipeline")
+# keywords that would change what is loaded, refused unless they ask for the default
+_REFUSED_KWARGS = {
+    "from_tf": (False, "TensorFlow checkpoints are not read; convert them to safetensors"),
+    "from_flax": (False, "Flax checkpoints are not read; convert them to safetensors"),
+    "offload_folder": (None, "disk offload is not supported; load on fewer devices or in a smaller dtype"),
+    "offload_state_dict": (None, "disk offload is not supported"),
+    "use_flash_attention_2": (False, "pass attn_implementation='sdpa' (PyTorch's fused kernels) instead"),
+}
 
 
 _INIT_FUNCTIONS = frozenset(getattr(nn.init, name) for name in (
@@ -245,6 +255,12 @@ class PreTrainedModel(nn.Module):
         options = HubOptions.pop_from(kwargs)
         for key in _NO_OP_KWARGS:
             kwargs.pop(key, None)
+        for key, (default, advice) in _REFUSED_KWARGS.items():
+            if key in kwargs and kwargs.pop(key) not in (default, None):
+                raise UnsupportedOptionError(f"from_pretrained({key}=...) is not supported: {advice}")
+        key_mapping = kwargs.pop("key_mapping", None) or {}
+        if not isinstance(key_mapping, dict):
+            raise UnsupportedOptionError(f"key_mapping must be a dict of regex -> replacement, got {type(key_mapping).__name__}")
         if kwargs.pop("weights_only", True) is False:
             raise CheckpointError("weights_only=False is not supported: pretrained never unpickles arbitrary objects")
         gguf = _open_gguf(name, kwargs.pop("gguf_file", None), options) if state_dict is None else None
@@ -283,22 +299,27 @@ class PreTrainedModel(nn.Module):
 
         with init_empty_weights():
             model = cls(config, *model_args)
-        info = model._load_checkpoint(key_to_shard, target_dtype, ignore_mismatched_sizes)
+        extra_rules = tuple(conversion.Rename(old, new) for old, new in key_mapping.items())
+        info = model._load_checkpoint(key_to_shard, target_dtype, ignore_mismatched_sizes, extra_rules)
         model.tie_weights()
         if device_map is not None:
             dispatch(model, device_map)
         model.eval()
         return (model, info) if output_loading_info else model
 
-    def _load_checkpoint(self, key_to_shard: dict, dtype: torch.dtype | None, ignore_mismatched_sizes: bool) -> dict:
-        rules = self.checkpoint_rules
+    def _load_checkpoint(self, key_to_shard: dict, dtype: torch.dtype | None, ignore_mismatched_sizes: bool,
+                         key_mapping: tuple = ()) -> dict:
+        """Assign checkpoint tensors to the model's parameters; `key_mapping`: load-only Rename rules
+        (from_pretrained's key_mapping=), applied before the architecture's own."""
+        rules = (*key_mapping, *self.checkpoint_rules)
         expected = self.state_dict(keep_vars=True)
         tied = self.tied_weights()
         prefix = self.base_model_prefix
         model_has_prefix = bool(prefix) and any(k.startswith(prefix + ".") for k in expected)
         ckpt_has_prefix = bool(prefix) and any(k.startswith(prefix + ".") for k in key_to_shard)
 
-        model_to_ckpt: dict[str, list] = {}  # model key -> its checkpoint keys (several for a Fuse rule)
+        model_to_ckpt: dict[str, list] = {}  # model key -> its checkpoint keys (several for Fuse / Stack rules)
+        combining: dict[str, object] = {}  # model key -> the Fuse / Stack rule that builds it
         unexpected = []
         for ckpt_key in key_to_shard:
             key = conversion.to_model_key(ckpt_key, rules)
@@ -306,22 +327,25 @@ class PreTrainedModel(nn.Module):
                 key = f"{prefix}.{key}"
             elif ckpt_has_prefix and not model_has_prefix and key.startswith(prefix + "."):
                 key = key[len(prefix) + 1:]
-            key, part, n_parts = conversion.fused_part(key, rules)
-            if key in expected:
-                model_to_ckpt.setdefault(key, [None] * n_parts)[part or 0] = ckpt_key
+            part = 0
+            if (hit := conversion.combined_part(key, rules)) is not None and hit[0] in expected:
+                key, part, combining[key] = hit
+            if key in expected and part < (count := combining[key].count(expected[key].shape) if key in combining else 1):
+                model_to_ckpt.setdefault(key, [None] * count)[part] = ckpt_key
             elif not any(re.search(p, ckpt_key) for p in self._keys_to_ignore_on_load_unexpected):
                 unexpected.append(ckpt_key)
 
         missing, mismatched = [], []
         for key, current in expected.items():
             ckpt_keys = model_to_ckpt.get(key)
-            if ckpt_keys is None or None in ckpt_keys:  # absent, or some parts of a fused tensor absent
+            if ckpt_keys is None or None in ckpt_keys:  # absent, or some parts of a combined tensor absent
                 if key not in tied and not any(re.search(p, key) for p in self._keys_to_ignore_on_load_missing):
                     missing.append(key)
                 continue
             transposed = conversion.is_transposed(key, rules)
-            shapes = [key_to_shard[k].shape(k) for k in ckpt_keys]
-            shape = (sum(s[0] for s in shapes), *shapes[0][1:])  # fused parts stack along dim 0
+            shapes = [tuple(key_to_shard[k].shape(k)) for k in ckpt_keys]
+            rule = combining.get(key)
+            shape = rule.combined_shape(shapes) if rule is not None else shapes[0]
             shape = tuple(reversed(shape)) if transposed else tuple(shape)
             if shape != tuple(current.shape):
                 mismatched.append((key, shape, tuple(current.shape)))
@@ -336,11 +360,11 @@ class PreTrainedModel(nn.Module):
                 wanted = key_dtype
             else:  # parameters on meta take the checkpoint's dtype; real buffers keep theirs
                 wanted = stored if current.device.type == "meta" else current.dtype
-            if len(ckpt_keys) == 1 and not transposed and stored == wanted:
+            if rule is None and not transposed and stored == wanted:
                 tensor = shard.take(ckpt_keys[0])
             else:
                 parts = [key_to_shard[k].get(k) for k in ckpt_keys]  # views of the mapped file
-                tensor = parts[0] if len(parts) == 1 else torch.cat(parts)  # fused parts stack along dim 0
+                tensor = parts[0] if rule is None else rule.combine(parts)
                 if transposed:
                     tensor = tensor.t().contiguous()
                 if tensor.is_floating_point() and current.is_floating_point() and key_dtype is not None:
@@ -385,21 +409,29 @@ class PreTrainedModel(nn.Module):
                 b = module._buffers[n]
                 module._buffers[n] = torch.zeros(b.shape, dtype=dtype if dtype and b.is_floating_point() else b.dtype)
         tied_targets = set(self.tied_weights())
-        for module_name, module in self.named_modules():
+        for module_name, module in list(self.named_modules()):
             meta = [n for n, p in module.named_parameters(recurse=False)
                     if p.device.type == "meta" and f"{module_name}.{n}".lstrip(".") not in tied_targets]
             if not meta:
                 continue
-            loaded = {n: p.detach().clone() for n, p in module.named_parameters(recurse=False) if n not in meta}
             for n in meta:
                 p = module._parameters[n]
                 key_dtype = self._load_dtype(f"{module_name}.{n}", dtype)
-                real = torch.empty(p.shape, dtype=key_dtype if key_dtype and p.is_floating_point() else p.dtype)
+                real = torch.zeros(p.shape, dtype=key_dtype if key_dtype and p.is_floating_point() else p.dtype)
                 module._parameters[n] = nn.Parameter(real, requires_grad=p.requires_grad)
+            # Some families initialise a layer from its parent (T5's attention sets q, k, v, o by role), so
+            # the parent's rule runs too, after the layer's own; what was loaded is put back afterwards.
+            parent_name = module_name.rpartition(".")[0]
+            parent = self.get_submodule(parent_name) if parent_name else None
+            scope = parent if parent is not None else module
+            missing = {id(module._parameters[n]) for n in meta}
+            loaded = {p: p.detach().clone() for p in scope.parameters() if id(p) not in missing and not p.is_meta}
             with torch.no_grad():
-                self._init_weights(module)  # initialises the whole module: put back what was loaded
-                for n, value in loaded.items():
-                    module._parameters[n].copy_(value)
+                self._init_weights(module)
+                if parent is not None:
+                    self._init_weights(parent)
+                for p, value in loaded.items():
+                    p.copy_(value)
 
     # --- saving ---
 
@@ -426,7 +458,7 @@ class PreTrainedModel(nn.Module):
         for key, tensor in state_dict.items():
             if conversion.is_transposed(key, rules):
                 tensor = tensor.t()
-            for part_key, part in conversion.unfuse(key, tensor, rules).items():
+            for part_key, part in conversion.split_combined(key, tensor, rules).items():
                 out[conversion.to_checkpoint_key(part_key, rules)] = part
         config = copy.deepcopy(self.config)
         config.architectures = [type(self).__name__]

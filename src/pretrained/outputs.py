@@ -159,6 +159,33 @@ class Seq2SeqLMOutput(ModelOutput):
     encoder_attentions: Tensors = None
 
 
+@dataclass
+class Seq2SeqSequenceClassifierOutput(ModelOutput):
+    loss: Tensor = None
+    logits: Tensor = None  # (B, num_labels)
+    past_key_values: Any = None
+    decoder_hidden_states: Tensors = None
+    decoder_attentions: Tensors = None
+    cross_attentions: Tensors = None
+    encoder_last_hidden_state: Tensor = None
+    encoder_hidden_states: Tensors = None
+    encoder_attentions: Tensors = None
+
+
+@dataclass
+class Seq2SeqQuestionAnsweringModelOutput(ModelOutput):
+    loss: Tensor = None
+    start_logits: Tensor = None
+    end_logits: Tensor = None
+    past_key_values: Any = None
+    decoder_hidden_states: Tensors = None
+    decoder_attentions: Tensors = None
+    cross_attentions: Tensors = None
+    encoder_last_hidden_state: Tensor = None
+    encoder_hidden_states: Tensors = None
+    encoder_attentions: Tensors = None
+
+
 # --- generate() results (return_dict_in_generate=True) ---
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from importlib import import_module
 
-from .errors import UnknownModelError
+from .errors import InputError, UnknownModelError
 
 # model_type -> (module in pretrained.models, class-name prefix)
 FAMILIES: dict[str, tuple[str, str]] = {
@@ -23,6 +23,7 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "llama": ("llama", "Llama"),
     "mistral": ("llama", "Mistral"),
     "qwen2": ("llama", "Qwen2"),
+    "qwen3": ("llama", "Qwen3"),
     "t5": ("t5", "T5"),
     "mt5": ("t5", "MT5"),
     "bart": ("bart", "Bart"),
@@ -85,15 +86,19 @@ def model_class(task: str, config) -> type:
 
 def register_config(model_type: str, config_cls: type, exist_ok: bool = False) -> None:
     if getattr(config_cls, "model_type", model_type) != model_type:
-        raise ValueError(f"{config_cls.__name__}.model_type is {config_cls.model_type!r}, registered as {model_type!r}")
+        raise InputError(f"register_config: {config_cls.__name__}.model_type is {config_cls.model_type!r}, but it "
+                         f"is registered as model_type {model_type!r}; the two must match")
     if not exist_ok and (model_type in FAMILIES or model_type in _user_configs):
-        raise ValueError(f"model_type {model_type!r} is already registered; pass exist_ok=True to replace it")
+        raise InputError(f"register_config: model_type {model_type!r} is already registered; "
+                         "pass exist_ok=True to replace it")
     _user_configs[model_type] = config_cls
 
 
 def register_model(task: str, config_cls: type, model_cls: type, exist_ok: bool = False) -> None:
     if getattr(model_cls, "config_class", config_cls) not in (config_cls, None) and not issubclass(config_cls, model_cls.config_class):
-        raise ValueError(f"{model_cls.__name__}.config_class is {model_cls.config_class.__name__}, not {config_cls.__name__}")
+        raise InputError(f"register_model: {model_cls.__name__}.config_class is {model_cls.config_class.__name__}, "
+                         f"expected {config_cls.__name__} (or a parent of it)")
     if not exist_ok and config_cls in _user_models[task]:
-        raise ValueError(f"{config_cls.__name__} already has a {task} class; pass exist_ok=True to replace it")
+        raise InputError(f"register_model: {config_cls.__name__} already has a {task} class; "
+                         "pass exist_ok=True to replace it")
     _user_models[task][config_cls] = model_cls

@@ -2,7 +2,10 @@
 `pytorch_model.bin` only through torch's weights-only unpickler.
 
 Safetensors headers are validated here before the library maps the file, so a malformed or
-hostile file is refused with a message naming it; tensors are then memory-mapped, not copied.
+hostile file is refused with a message naming it. A shard then hands out tensors two ways: `get`,
+a view of its memory map (no copy), and `take`, a copy in memory of the caller's own. Model
+loading takes (modeling.py): the parameters own their memory and the mapped pages are dropped as
+they are copied, so the weights sit in memory about once and the file is only read.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import shutil
 import tempfile
 from typing import Iterable
 
-from .errors import CheckpointError, UnsafeCheckpointError
+from .errors import CheckpointError, InputError, UnsafeCheckpointError
 
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -40,8 +43,8 @@ def read_safetensors_header(path: str) -> dict:
     return safetensors_layout(path)[0]
 
 
-def safetensors_layout(path: str) -> tuple[dict, int]:
-    """(validated header, byte offset where tensor data starts)."""
+def safetensors_layout(path: str) -> tuple[dict, int, dict]:
+    """(validated header, byte offset where tensor data starts, the header's string metadata)."""
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as f:
@@ -113,7 +116,7 @@ def safetensors_layout(path: str) -> tuple[dict, int]:
         if position > data_size:
             raise CheckpointError(f"{path}: tensors need {position} data bytes but the file holds {data_size}; truncated?")
         raise CheckpointError(f"{path}: {data_size - position} trailing bytes after the last tensor")
-    return header, 8 + n
+    return header, 8 + n, metadata or {}
 
 
 _TORCH_DTYPES = {"BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16", "F16": "float16",
@@ -126,17 +129,19 @@ _MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux >= 5.14
 class SafetensorsShard:
     """An open, validated .safetensors file behind one private memory map.
 
-    `get` returns a view of the map, pre-faulted in one madvise call (touching pages one fault at a
-    time costs more than reading the file, ~0.2 s per 100 MB). `take` returns a copy in the caller's
-    own memory, made in chunks whose mapped pages are dropped as soon as they are copied, so loading
-    holds the weights about once. The map is copy-on-write: nothing ever writes the file.
+    `get` returns a view of the map (a copy only when the tensor's offset is misaligned for its
+    dtype), pre-faulted in one madvise call (touching pages one fault at a time costs more than
+    reading the file, ~0.2 s per 100 MB); it suits a tensor about to be converted anyway. `take`
+    returns a copy in the caller's own memory, made in chunks whose mapped pages are dropped as soon
+    as they are copied, so loading holds the weights about once. The map is copy-on-write: writing
+    through a view changes this process's pages, never the file.
     """
 
     CHUNK = 16 * 1024 * 1024
 
     def __init__(self, path: str):
         self.path = path
-        self.header, self.data_start = safetensors_layout(path)
+        self.header, self.data_start, self.metadata = safetensors_layout(path)
         with open(path, "rb") as f:
             self._map = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
 
@@ -202,7 +207,8 @@ class SafetensorsShard:
 
 
 class TensorDict:
-    """An in-memory state dict behind the same interface as the file shards."""
+    """An in-memory state dict behind the same interface as the file shards: `get` returns the
+    caller's tensor itself, `take` a clone (the caller keeps its tensors)."""
 
     def __init__(self, tensors: dict):
         self.tensors = tensors
@@ -227,7 +233,8 @@ class TensorDict:
 
 
 class BinShard(TensorDict):
-    """A pytorch_model.bin read with torch's weights-only unpickler (no code can run)."""
+    """A pytorch_model.bin read with torch's weights-only unpickler (no code can run). A zip-format
+    file is memory-mapped by torch, so `get` is a view of that map and `take` a copy."""
 
     def __init__(self, path: str):
         self.path = path
@@ -288,7 +295,7 @@ def parse_size(size: int | str) -> int:
         return size
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B)?\s*", size.upper())
     if not match:
-        raise ValueError(f"max_shard_size={size!r} is not a size like '5GB' or '500MB'")
+        raise InputError(f"max_shard_size={size!r} is not a size like '5GB', '500MB' or a number of bytes")
     number, unit = float(match.group(1)), (match.group(2) or "B")
     scale = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
              "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}[unit]

@@ -3,7 +3,6 @@ checkpoints: loading them gives the same model as loading the checkpoint; bad fi
 
 from __future__ import annotations
 
-import glob
 import os
 
 import numpy as np
@@ -114,30 +113,80 @@ def test_float32_file_equals_checkpoint(tmp_path, arch):
     assert AutoConfig.from_pretrained(tmp_path / "tiny.gguf").model_type == arch
 
 
-def test_quantized_file_equals_reference_dequantization(tmp_path):
-    hf = _hf_tiny("llama", seed=1)
+@pytest.mark.parametrize("arch,qtype", [("llama", T.Q8_0), ("llama", T.Q4_1), ("gpt2", T.Q5_0), ("qwen2", T.Q4_0),
+                                        ("llama", T.F16), ("gpt2", T.BF16)])
+def test_quantized_file_equals_reference_dequantization(tmp_path, arch, qtype):
+    hf = _hf_tiny(arch, seed=1)
     hf.save_pretrained(tmp_path / "hf")
-    expected = write_gguf(tmp_path / "q8.gguf", "llama", hf, qtype=T.Q8_0)
+    expected = write_gguf(tmp_path / "q.gguf", arch, hf, qtype=qtype)
     state = {}
-    for key, value in expected.items():  # undo the permutation the file holds, by the test's own route
-        w = torch.from_numpy(np.asarray(value, dtype=np.float32).reshape(hf.state_dict()[key].shape))
-        if key.endswith(("q_proj.weight", "k_proj.weight")):
+    for key, value in expected.items():  # undo what the file's layout did, by the test's own route
+        shape = hf.state_dict()[key].shape
+        w = np.asarray(value, dtype=np.float32)
+        if arch == "gpt2" and len(shape) == 2 and _gguf_name(key, arch).split(".")[-2] in GPT2_NAMES.values():
+            w = w.reshape(shape[::-1]).T
+        w = torch.from_numpy(np.ascontiguousarray(w).reshape(shape))
+        if key.endswith(("q_proj.weight", "k_proj.weight")) and arch == "llama":
             heads = hf.config.num_attention_heads if "q_proj" in key else hf.config.num_key_value_heads
             w = w.reshape(heads, w.shape[0] // heads // 2, 2, -1).transpose(1, 2).reshape(w.shape)
         state[key] = w
     reference = AutoModelForCausalLM.from_pretrained(tmp_path / "hf", state_dict=state)
-    ours = AutoModelForCausalLM.from_pretrained(tmp_path / "q8.gguf", dtype=torch.float32)
+    ours = AutoModelForCausalLM.from_pretrained(tmp_path / "q.gguf", dtype=torch.float32)
     with torch.no_grad():
         torch.testing.assert_close(ours(IDS).logits, reference(IDS).logits, rtol=0, atol=0)
-    # the first load cached the dequantized weights; the second reads them and gives the same model
-    cached = glob.glob(os.path.join(os.path.dirname(os.environ["HF_HUB_CACHE"]), "pretrained-gguf", "*", "float32",
-                                    "model.safetensors"))
-    assert cached
-    again = AutoModelForCausalLM.from_pretrained(tmp_path / "q8.gguf")
+    # the first load cached the weights; the second reads them and gives the same model
+    assert os.path.isfile(_cached_weights(tmp_path / "q.gguf"))
+    again = AutoModelForCausalLM.from_pretrained(tmp_path / "q.gguf")
     with torch.no_grad():
         torch.testing.assert_close(again(IDS).logits, ours(IDS).logits, rtol=0, atol=0)
-    half = AutoModelForCausalLM.from_pretrained(tmp_path / "q8.gguf", dtype=torch.bfloat16)
+    half = AutoModelForCausalLM.from_pretrained(tmp_path / "q.gguf", dtype=torch.bfloat16)
     assert half.dtype == torch.bfloat16
+    for key, value in half.state_dict().items():  # as a float32 load converted to bfloat16
+        torch.testing.assert_close(value, ours.state_dict()[key].to(torch.bfloat16), rtol=0, atol=0)
+
+
+def _cached_weights(gguf_path) -> str:
+    from pretrained.gguf.loading import WEIGHTS_FORMAT, GGUFCheckpoint
+
+    return os.path.join(GGUFCheckpoint(str(gguf_path)).folder, WEIGHTS_FORMAT, "model.safetensors")
+
+
+@pytest.mark.parametrize("qtype,matrices,ratio", [(T.Q8_0, "I8", 0.32), (T.Q4_1, "I8", 0.32), (T.F16, "F16", 0.51),
+                                                (T.BF16, "BF16", 0.51)])
+def test_cache_keeps_file_precision(tmp_path, qtype, matrices, ratio):
+    """Quantized weights are cached as int8 codes plus float32 scales per 32 (1.25 bytes a weight),
+    float weights in their own dtype, F32 norms as float32; loading still gives float32."""
+    from pretrained.weights import read_safetensors_header
+
+    hf = _hf_tiny("llama", seed=2)
+    write_gguf(tmp_path / "m.gguf", "llama", hf, qtype=qtype)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "m.gguf")
+    assert model.dtype == torch.float32
+    path = _cached_weights(tmp_path / "m.gguf")
+    header = read_safetensors_header(path)
+    for key, info in header.items():
+        if key.endswith((":scale", ":offset")) or "norm" in key:
+            assert info["dtype"] == "F32", key
+        else:
+            assert info["dtype"] == matrices, key
+    assert any(k.endswith(":scale") for k in header) == (matrices == "I8")
+    float32_bytes = sum(p.numel() * 4 for p in model.parameters())
+    data_bytes = sum(info["data_offsets"][1] - info["data_offsets"][0] for info in header.values())
+    assert data_bytes <= ratio * float32_bytes
+
+
+def test_earlier_float32_cache_is_not_read_and_is_removed(tmp_path):
+    from pretrained.gguf.loading import GGUFCheckpoint
+    from pretrained.weights import save_state_dict
+
+    hf = _hf_tiny("llama", seed=3)
+    write_gguf(tmp_path / "m.gguf", "llama", hf, qtype=T.Q8_0)
+    folder = GGUFCheckpoint(str(tmp_path / "m.gguf")).folder
+    stale = {k: torch.zeros_like(v) for k, v in hf.state_dict().items()}  # what an earlier version would map
+    save_state_dict(stale, os.path.join(folder, "float32"))
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "m.gguf")
+    assert model.model.norm.weight.abs().sum() > 0
+    assert not os.path.exists(os.path.join(folder, "float32"))
 
 
 def test_truncated_file(tmp_path):

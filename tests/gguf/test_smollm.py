@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -74,6 +76,29 @@ def test_warm_load_equals_cold(model, smollm_path):
     warm = AutoModelForCausalLM.from_pretrained(smollm_path)  # the fixture's load filled the cache
     with torch.no_grad():
         torch.testing.assert_close(warm(ids).logits, model(ids).logits, rtol=0, atol=0)
+
+
+def test_cache_is_compact_and_exact(model, smollm_path):
+    """The cache holds Q4_1/Q8_0 weights as int8 codes and float32 group scales (about 31% of the float32
+    weights), and the loaded float32 weights equal a fresh dequantization of the file bit for bit."""
+    from pretrained.gguf.loading import WEIGHTS_FORMAT, GGUFCheckpoint
+    from pretrained.gguf.mapping import ARCHITECTURES, unpermute
+    from pretrained.gguf.quants import dequantize
+    from pretrained.gguf.reader import GGUFFile
+    from pretrained.weights import read_safetensors_header
+
+    path = os.path.join(GGUFCheckpoint(smollm_path).folder, WEIGHTS_FORMAT, "model.safetensors")
+    header = read_safetensors_header(path)
+    assert {info["dtype"] for key, info in header.items() if key.endswith("proj.weight")} == {"I8"}
+    assert os.path.getsize(path) <= 0.32 * sum(p.numel() * 4 for p in model.parameters())
+    config, weights = model.config, model.state_dict()
+    heads = {"attn_q": config.num_attention_heads, "attn_k": config.num_key_value_heads}
+    for name, type_name, shape, raw in GGUFFile(smollm_path).tensors():
+        expected = dequantize(raw, type_name, shape, torch.float32)
+        part = name.split(".")[2] if name.startswith("blk.") else ""
+        if part in heads:
+            expected = unpermute(expected, heads[part])
+        assert torch.equal(weights[ARCHITECTURES["llama"].checkpoint_key(name)], expected), name
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import os
 
 import torch
 
-from ..errors import UnsupportedOptionError
+from ..errors import InputError, UnsupportedOptionError
 from ..hub import HubOptions, resolve_file
 from ..outputs import BaseModelOutput
 from ..cache import Cache, DynamicCache, EncoderDecoderCache, StaticCache
@@ -87,10 +87,10 @@ class GenerationMixin:
             input_ids, attention_mask = self._start_decoder(config, input_ids, attention_mask, model_kwargs, eos_ids)
         if input_ids is None:
             if config.bos_token_id is None:
-                raise ValueError("generate() needs input_ids, or a bos_token_id to start from")
+                raise InputError("generate() needs input_ids, or a bos_token_id to start from")
             input_ids = torch.full((1, 1), config.bos_token_id, dtype=torch.long, device=device)
         if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
+            raise InputError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
         B, L = input_ids.shape
         if attention_mask is None:
             attention_mask = _default_attention_mask(input_ids, config, eos_ids)
@@ -122,7 +122,7 @@ class GenerationMixin:
             if getattr(self.config, "is_encoder_decoder", False):
                 cache = EncoderDecoderCache(cache, DynamicCache())
         elif cache is not None and not isinstance(cache, Cache):
-            raise ValueError(f"past_key_values must be a DynamicCache or StaticCache, got {type(cache).__name__}")
+            raise InputError(f"past_key_values must be a DynamicCache or StaticCache, got {type(cache).__name__}")
         stepper = Stepper(self, attention_mask, cache, max_length, model_kwargs,
                           config.return_dict_in_generate and config.output_attentions,
                           config.return_dict_in_generate and config.output_hidden_states,
@@ -162,7 +162,7 @@ class GenerationMixin:
         encoder_outputs = model_kwargs.get("encoder_outputs")
         if encoder_outputs is None:
             if input_ids is None and model_kwargs.get("inputs_embeds") is None:
-                raise ValueError(f"{type(self).__name__}.generate() needs input_ids (the encoder's input) or encoder_outputs")
+                raise InputError(f"{type(self).__name__}.generate() needs input_ids (the encoder's input) or encoder_outputs")
             if attention_mask is None and input_ids is not None:
                 attention_mask = _default_attention_mask(input_ids, config, eos_ids)
             record = config.return_dict_in_generate  # the encoder's attentions/hidden states go in the output
@@ -184,7 +184,7 @@ class GenerationMixin:
         decoder_ids = model_kwargs.pop("decoder_input_ids", None)
         decoder_mask = model_kwargs.pop("decoder_attention_mask", None)
         if start is None and (decoder_ids is None or decoder_ids.shape[1] == 0):
-            raise ValueError(f"{type(self).__name__}.generate() needs decoder_start_token_id (or bos_token_id) in the "
+            raise InputError(f"{type(self).__name__}.generate() needs decoder_start_token_id (or bos_token_id) in the "
                              "generation config or the model config to start the decoder; pass decoder_start_token_id=...")
         first = torch.full((B, 1), start if start is not None else 0, dtype=torch.long, device=hidden.device)
         if decoder_ids is None:
@@ -212,35 +212,35 @@ class GenerationMixin:
             accepted |= {name for name, p in inspect.signature(fn).parameters.items() if p.kind != p.VAR_KEYWORD}
         unknown = [k for k in model_kwargs if k not in accepted or k in ("labels", "return_dict")]
         if unknown:
-            raise ValueError(f"generate() got arguments that are neither generation settings nor inputs of "
+            raise InputError(f"generate() got arguments that are neither generation settings nor inputs of "
                              f"{type(self).__name__}.forward: {sorted(unknown)}")
 
     def _check_request(self, config, prompt_length, max_length, batch_size, streamer, eos_ids, tokenizer) -> None:
         positions = getattr(self.config, "max_position_embeddings", None)
         if self.learned_positions and positions is not None and prompt_length > positions:
-            raise ValueError(f"the prompt has {prompt_length} tokens but {type(self).__name__} has "
+            raise InputError(f"the prompt has {prompt_length} tokens but {type(self).__name__} has "
                              f"max_position_embeddings={positions}; truncate the prompt")
         if self.learned_positions and positions is not None and max_length > positions:
-            raise ValueError(f"max_length={max_length} exceeds max_position_embeddings={positions} of "
+            raise InputError(f"max_length={max_length} exceeds max_position_embeddings={positions} of "
                              f"{type(self).__name__}; lower max_new_tokens")
         if max_length <= prompt_length:
-            raise ValueError(f"max_length={max_length} leaves no room after a {prompt_length}-token prompt; "
+            raise InputError(f"max_length={max_length} leaves no room after a {prompt_length}-token prompt; "
                              "set max_new_tokens instead")
         if streamer is not None and config.num_beams > 1:
-            raise ValueError("streamer cannot be used with beam search (num_beams > 1): beams change their past tokens")
+            raise InputError("streamer cannot be used with beam search (num_beams > 1): beams change their past tokens")
         if streamer is not None and batch_size * config.num_return_sequences > 1:
-            raise ValueError(f"a streamer follows one sequence; got {batch_size} prompts x "
+            raise InputError(f"a streamer follows one sequence; got {batch_size} prompts x "
                              f"{config.num_return_sequences} return sequences")
         if eos_ids is None and ((config.min_new_tokens or 0) > 0 or (config.min_length or 0) > 0):
-            raise ValueError("min_new_tokens / min_length need an eos_token_id (none in the generation config "
+            raise InputError("min_new_tokens / min_length need an eos_token_id (none in the generation config "
                              "or the model config); pass eos_token_id=...")
         if config.stop_strings is not None and tokenizer is None:
-            raise ValueError("stop_strings needs the tokenizer: call generate(..., stop_strings=..., tokenizer=tokenizer)")
+            raise InputError("stop_strings needs the tokenizer: call generate(..., stop_strings=..., tokenizer=tokenizer)")
         if config.num_return_sequences > 1 and config.num_beams == 1 and not config.do_sample:
-            raise ValueError(f"greedy search returns one sequence per prompt; num_return_sequences="
+            raise InputError(f"greedy search returns one sequence per prompt; num_return_sequences="
                              f"{config.num_return_sequences} needs do_sample=True or num_beams >= that")
         if config.cache_implementation == "static" and config.max_cache_len and config.max_cache_len < max_length:
-            raise ValueError(f"max_cache_len={config.max_cache_len} is smaller than max_length={max_length}")
+            raise InputError(f"max_cache_len={config.max_cache_len} is smaller than max_length={max_length}")
 
     def _logits_processors(self, config, prompt_length, eos_ids, attention_mask, max_length, user) -> LogitsProcessorList:
         """Transformers' order: penalties and constraints, then the user's, then the sampling warpers, then
@@ -277,7 +277,7 @@ class GenerationMixin:
         for processor in user or []:
             clash = next((p for p in out if type(p) is type(processor)), None)
             if clash is not None:
-                raise ValueError(f"a {type(processor).__name__} is built from the generation config already; "
+                raise InputError(f"a {type(processor).__name__} is built from the generation config already; "
                                  "set it there or in logits_processor, not both")
             out.append(processor)
         if config.do_sample:

@@ -11,6 +11,7 @@ import math
 import numbers
 
 import torch
+from ..errors import ConfigError
 
 NEG_INF = -float("inf")
 
@@ -139,7 +140,7 @@ class LogitsProcessorList(list):
 class TemperatureLogitsWarper(LogitsProcessor):
     def __init__(self, temperature: float):
         if not isinstance(temperature, (int, float)) or temperature <= 0:
-            raise ValueError(f"temperature must be a float > 0, got {temperature!r}")
+            raise ConfigError(f"temperature must be a float > 0, got {temperature!r}")
         self.temperature = temperature
 
     def __call__(self, input_ids, scores):
@@ -149,7 +150,7 @@ class TemperatureLogitsWarper(LogitsProcessor):
 class TopKLogitsWarper(LogitsProcessor):
     def __init__(self, top_k: int, filter_value: float = NEG_INF, min_tokens_to_keep: int = 1):
         if not isinstance(top_k, int) or top_k <= 0:
-            raise ValueError(f"top_k must be an int > 0, got {top_k!r}")
+            raise ConfigError(f"top_k must be an int > 0, got {top_k!r}")
         self.top_k, self.filter_value, self.min_tokens_to_keep = top_k, filter_value, min_tokens_to_keep
 
     def __call__(self, input_ids, scores):
@@ -159,7 +160,7 @@ class TopKLogitsWarper(LogitsProcessor):
 class TopPLogitsWarper(LogitsProcessor):
     def __init__(self, top_p: float, filter_value: float = NEG_INF, min_tokens_to_keep: int = 1):
         if not 0 <= float(top_p) <= 1:
-            raise ValueError(f"top_p must be in [0, 1], got {top_p!r}")
+            raise ConfigError(f"top_p must be in [0, 1], got {top_p!r}")
         self.top_p, self.filter_value, self.min_tokens_to_keep = float(top_p), filter_value, min_tokens_to_keep
 
     def __call__(self, input_ids, scores):
@@ -169,7 +170,7 @@ class TopPLogitsWarper(LogitsProcessor):
 class MinPLogitsWarper(LogitsProcessor):
     def __init__(self, min_p: float, filter_value: float = NEG_INF, min_tokens_to_keep: int = 1):
         if not 0 <= float(min_p) <= 1:
-            raise ValueError(f"min_p must be in [0, 1], got {min_p!r}")
+            raise ConfigError(f"min_p must be in [0, 1], got {min_p!r}")
         self.min_p, self.filter_value, self.min_tokens_to_keep = float(min_p), filter_value, min_tokens_to_keep
 
     def __call__(self, input_ids, scores):
@@ -179,7 +180,7 @@ class MinPLogitsWarper(LogitsProcessor):
 class TypicalLogitsWarper(LogitsProcessor):
     def __init__(self, mass: float = 0.9, filter_value: float = NEG_INF, min_tokens_to_keep: int = 1):
         if not 0 < float(mass) < 1:
-            raise ValueError(f"typical_p must be in (0, 1), got {mass!r}")
+            raise ConfigError(f"typical_p must be in (0, 1), got {mass!r}")
         self.mass, self.filter_value, self.min_tokens_to_keep = float(mass), filter_value, min_tokens_to_keep
 
     def __call__(self, input_ids, scores):
@@ -206,20 +207,20 @@ class EtaLogitsWarper(LogitsProcessor):
 
 def _cutoff(value, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
-        raise ValueError(f"{name} must be a float in (0, 1), got {value!r}")
+        raise ConfigError(f"{name} must be a float in (0, 1), got {value!r}")
     return float(value)
 
 
 def _min_tokens(value) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"min_tokens_to_keep must be an int >= 1, got {value!r}")
+        raise ConfigError(f"min_tokens_to_keep must be an int >= 1, got {value!r}")
     return int(value)
 
 
 class RepetitionPenaltyLogitsProcessor(LogitsProcessor):
     def __init__(self, penalty: float, prompt_ignore_length: torch.Tensor | None = None):
         if not isinstance(penalty, (int, float)) or penalty <= 0:
-            raise ValueError(f"repetition_penalty must be a float > 0, got {penalty!r}")
+            raise ConfigError(f"repetition_penalty must be a float > 0, got {penalty!r}")
         self.penalty, self.prompt_ignore_length = float(penalty), prompt_ignore_length
 
     def __call__(self, input_ids, scores):
@@ -229,7 +230,7 @@ class RepetitionPenaltyLogitsProcessor(LogitsProcessor):
 class NoRepeatNGramLogitsProcessor(LogitsProcessor):
     def __init__(self, ngram_size: int):
         if not isinstance(ngram_size, int) or ngram_size <= 0:
-            raise ValueError(f"no_repeat_ngram_size must be an int > 0, got {ngram_size!r}")
+            raise ConfigError(f"no_repeat_ngram_size must be an int > 0, got {ngram_size!r}")
         self.ngram_size = ngram_size
 
     def __call__(self, input_ids, scores):
@@ -247,7 +248,7 @@ class NoBadWordsLogitsProcessor(LogitsProcessor):
     def __init__(self, bad_words_ids: list[list[int]], eos_token_id=None):
         if not isinstance(bad_words_ids, list) or not bad_words_ids or not all(
                 isinstance(w, list) and w and all(isinstance(t, int) and t >= 0 for t in w) for w in bad_words_ids):
-            raise ValueError(f"bad_words_ids must be a non-empty list of non-empty lists of token ids, got {bad_words_ids!r}")
+            raise ConfigError(f"bad_words_ids must be a non-empty list of non-empty lists of token ids, got {bad_words_ids!r}")
         eos = [] if eos_token_id is None else torch.as_tensor(eos_token_id).view(-1).tolist()
         words = [w for w in bad_words_ids if w not in ([e] for e in eos)]
         self.single = [w[0] for w in words if len(w) == 1]

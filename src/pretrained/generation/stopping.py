@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import torch
+from ..errors import InputError
 
 
 class StoppingCriteria:
@@ -59,10 +60,10 @@ class StopStringCriteria(StoppingCriteria):
 
     def __init__(self, tokenizer, stop_strings: str | list[str]):
         if tokenizer is None:
-            raise ValueError("stop_strings needs the tokenizer: call generate(..., stop_strings=..., tokenizer=tokenizer)")
+            raise InputError("stop_strings needs the tokenizer: call generate(..., stop_strings=..., tokenizer=tokenizer)")
         self.stop_strings = [stop_strings] if isinstance(stop_strings, str) else list(stop_strings)
         if not self.stop_strings or not all(isinstance(s, str) and s for s in self.stop_strings):
-            raise ValueError(f"stop_strings must be a non-empty string or list of them, got {stop_strings!r}")
+            raise InputError(f"stop_strings must be a non-empty string or list of them, got {stop_strings!r}")
         self.tokenizer = tokenizer
         self.tail = max(len(s) for s in self.stop_strings) + 1  # a token decodes to >= 1 character, or to nothing
 

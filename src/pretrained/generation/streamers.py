@@ -6,6 +6,7 @@ what they emit, concatenated, equals the final decode of the generated tokens.
 from __future__ import annotations
 
 import queue
+from ..errors import InputError
 
 
 class BaseStreamer:
@@ -34,7 +35,7 @@ class TextStreamer(BaseStreamer):
     def put(self, value) -> None:
         if value.dim() > 1:
             if value.shape[0] > 1:
-                raise ValueError(f"{type(self).__name__} streams one sequence; got a batch of {value.shape[0]}")
+                raise InputError(f"{type(self).__name__} streams one sequence; got a batch of {value.shape[0]}")
             value = value[0]
         if self.skip_prompt and self.next_tokens_are_prompt:
             self.next_tokens_are_prompt = False

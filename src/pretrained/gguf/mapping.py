@@ -148,25 +148,35 @@ def unpermute(weight: torch.Tensor, n_heads: int) -> torch.Tensor:
     return weight.reshape(n_heads, rows // n_heads // 2, 2, *rest).transpose(1, 2).reshape(rows, *rest)
 
 
-def state_dict(gguf: GGUFFile, config: dict, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Every tensor dequantized to `dtype` under its checkpoint key (what model.safetensors would hold)."""
-    from .quants import dequantize
+def cache_tensors(gguf: GGUFFile, config: dict) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """What the weights cache holds, under checkpoint keys: a float tensor in the file's own dtype; a
+    quantized one as its int8 codes under `key` plus float32 `key:scale` (and `key:offset`), see
+    quants.codes. Also returns the quantized keys whose expanded values still need transposing."""
+    from .quants import FLOAT_TYPES, codes
 
     arch = architecture(gguf)
     heads = {"attn_q": config.get("num_attention_heads"),
              "attn_k": config.get("num_key_value_heads") or config.get("num_attention_heads")}
-    out = {}
+    out, transpose_on_load = {}, []
     for name, type_name, shape, raw in gguf.tensors():
         key = arch.checkpoint_key(name)
         if key is None:
             continue
-        tensor = dequantize(raw, type_name, shape, dtype)
+        if type_name in FLOAT_TYPES:
+            parts = {key: raw.reshape(-1).view(FLOAT_TYPES[type_name]).reshape(shape)}
+        else:
+            q, scale, offset = codes(raw, type_name, shape)
+            parts = {key: q, f"{key}:scale": scale} | ({} if offset is None else {f"{key}:offset": offset})
         part = name.split(".")[2] if name.startswith("blk.") else ""
-        if arch.permute_qk and part in heads:
-            tensor = unpermute(tensor, int(heads[part]))
+        if arch.permute_qk and part in heads:  # whole rows move, so codes and their scales move together
+            parts = {k: unpermute(t, int(heads[part])) for k, t in parts.items()}
         if any(f".{t}.weight" in key for t in arch.transposed):
-            tensor = tensor.t().contiguous()
-        out[key] = tensor
+            if type_name in FLOAT_TYPES:
+                parts[key] = parts[key].t().contiguous()
+            else:  # scales group a row's elements: transpose only the expanded values
+                transpose_on_load.append(key)
+        out.update(parts)
     if config.get("tie_word_embeddings") and arch.model_type != "gpt2":
-        out.pop("lm_head.weight", None)
-    return out
+        for suffix in ("", ":scale", ":offset"):
+            out.pop("lm_head.weight" + suffix, None)
+    return out, transpose_on_load

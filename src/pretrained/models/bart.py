@@ -20,13 +20,15 @@ from torch import nn
 from ..attention import attend, attention_function
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError, InputError
-from ..heads import Seq2SeqLMHead, encode_decode, seq2seq_output, shift_tokens_right, token_loss
+from ..heads import (Seq2SeqLMHead, encode_decode, seq2seq_output, sequence_classification_loss, shift_tokens_right,
+                     span_loss, token_loss)
 from ..layers import clamp_fp16, get_activation, sinusoidal_table
 from ..masks import causal_mask, padding_mask
 from ..cache import attention_kv, encoder_decoder_cache
 from ..modeling import PreTrainedModel, output_flags
-from ..stack import run_layers
-from ..outputs import BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput, Seq2SeqModelOutput, finish
+from ..stack import recomputes, run_layers
+from ..outputs import (BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput, Seq2SeqModelOutput,
+                       Seq2SeqQuestionAnsweringModelOutput, Seq2SeqSequenceClassifierOutput, finish)
 
 
 class BartConfig(PretrainedConfig):
@@ -67,6 +69,12 @@ class BartConfig(PretrainedConfig):
     add_final_layer_norm: bool = False  # a LayerNorm after the last block of each stack
     normalize_embedding: bool = True  # `layernorm_embedding` after token + position embeddings
     static_position_embeddings: bool = False  # sinusoidal positions instead of learned ones
+    default_num_labels = 3  # Transformers' BART: the three MNLI classes
+
+    def __init__(self, **kwargs):
+        if kwargs.get("id2label") is None and kwargs.get("num_labels") is None:
+            kwargs["num_labels"] = self.default_num_labels
+        super().__init__(**kwargs)
 
     def validate(self) -> None:
         super().validate()
@@ -89,6 +97,7 @@ class MarianConfig(BartConfig):
     share_encoder_decoder_embeddings: bool = True
     normalize_embedding: bool = False
     static_position_embeddings: bool = True
+    default_num_labels = 2
 
     def validate(self) -> None:
         super().validate()
@@ -223,7 +232,7 @@ class BartStack(nn.Module):
             raise InputError(f"the {type(config).__name__[:-6]} {side} needs exactly one of input_ids or inputs_embeds")
         x = self.embed_tokens(input_ids) * self.embed_scale if inputs_embeds is None else inputs_embeds  # (B, T, C)
         B, T = x.shape[:2]
-        cache = encoder_decoder_cache(past_key_values, use_cache and self.is_decoder)
+        cache = None if recomputes(self) else encoder_decoder_cache(past_key_values, use_cache and self.is_decoder)
         # with cache_position (a static cache) no count is read: one compiled step fits every position;
         # generate() checked the positions then
         past = cache.get_seq_length() if cache is not None and cache_position is None else 0
@@ -373,3 +382,110 @@ class MarianMTModel(MarianPreTrainedModel, BartForConditionalGeneration):
 
 
 MarianForConditionalGeneration = MarianMTModel  # the registry's name for AutoModelForSeq2SeqLM
+
+
+# --- task heads over the decoder output (T5's heads reuse the classifier and the pooling) ---
+
+class ClassificationHead(nn.Module):
+    """dense -> tanh -> out_proj over one state per row, with dropout before each projection."""
+
+    def __init__(self, d_model: int, num_labels: int, dropout: float):
+        super().__init__()
+        self.dense = nn.Linear(d_model, d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.out_proj = nn.Linear(d_model, num_labels)
+
+    def forward(self, x):  # (B, C) -> (B, num_labels)
+        return self.out_proj(self.dropout(torch.tanh(self.dense(self.dropout(x)))))
+
+
+def last_eos_state(hidden: torch.Tensor, input_ids: torch.Tensor | None, config, owner: str) -> torch.Tensor:
+    """(B, C): each row's decoder state at the last eos token of its input_ids. The decoder reads input_ids
+    shifted right, so that state has seen the whole sentence. As in Transformers, every row must hold the
+    same number of eos tokens (at least one)."""
+    if input_ids is None:
+        raise InputError(f"{owner} pools the decoder state at the eos tokens of input_ids: pass input_ids "
+                         "(inputs_embeds alone do not say where eos is)")
+    if config.eos_token_id is None:
+        raise ConfigError(f"{owner} pools the decoder state at eos tokens: config.eos_token_id must be set, got None")
+    if input_ids.shape[1] != hidden.shape[1]:
+        raise InputError(f"{owner}: the decoder input must be as long as input_ids ({input_ids.shape[1]}) to pool "
+                         f"at its eos tokens, got {hidden.shape[1]}; leave decoder_input_ids out to decode "
+                         "input_ids shifted right")
+    eos = torch.isin(input_ids, torch.tensor(config.eos_token_id, device=input_ids.device)).to(hidden.device)
+    counts = eos.sum(1)
+    if counts[0] == 0 or (counts != counts[0]).any():
+        raise InputError(f"{owner}: every row of input_ids must hold the same number (at least one) of eos tokens "
+                         f"(id {config.eos_token_id}); got {counts.tolist()} per row")
+    return hidden[eos].view(hidden.shape[0], -1, hidden.shape[-1])[:, -1]
+
+
+def span_logits(qa_outputs: nn.Linear, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, C) -> start and end logits, (B, T) each."""
+    start, end = qa_outputs(hidden).split(1, dim=-1)
+    return start.squeeze(-1).contiguous(), end.squeeze(-1).contiguous()
+
+
+def seq2seq_fields(out: Seq2SeqModelOutput) -> dict:
+    """What a head's output passes on from its base model's output."""
+    return {k: getattr(out, k) for k in ("past_key_values", "decoder_hidden_states", "decoder_attentions",
+                                         "cross_attentions", "encoder_last_hidden_state", "encoder_hidden_states",
+                                         "encoder_attentions")}
+
+
+class BartForSequenceClassification(BartPreTrainedModel):
+    """Classifies the decoder's state at the last eos token (facebook/bart-large-mnli, zero-shot's default)."""
+
+    base_model_class = BartModel
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = self.base_model_class(config)
+        self.classification_head = ClassificationHead(config.d_model, config.num_labels, config.classifier_dropout)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                encoder_outputs=None, inputs_embeds=None, decoder_inputs_embeds=None, labels=None, use_cache=None,
+                output_attentions=None, output_hidden_states=None, return_dict=None):
+        if labels is not None:
+            use_cache = False  # training: nothing to continue from
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+                         decoder_attention_mask=decoder_attention_mask, encoder_outputs=encoder_outputs,
+                         inputs_embeds=inputs_embeds, decoder_inputs_embeds=decoder_inputs_embeds, use_cache=use_cache,
+                         output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                         return_dict=True)
+        pooled = last_eos_state(out.last_hidden_state, input_ids, self.config, type(self).__name__)  # (B, C)
+        logits = self.classification_head(pooled)
+        loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
+        return finish(Seq2SeqSequenceClassifierOutput(loss, logits, **seq2seq_fields(out)),
+                      self.config.return_dict if return_dict is None else return_dict)
+
+
+class BartForQuestionAnswering(BartPreTrainedModel):
+    """Start and end logits per decoder position."""
+
+    base_model_class = BartModel
+
+    def __init__(self, config):
+        super().__init__(config)
+        config.num_labels = 2  # one start and one end logit; BART configs default to 3 labels (Transformers sets 2 too)
+        self.num_labels = 2
+        self.model = self.base_model_class(config)
+        self.qa_outputs = nn.Linear(config.d_model, 2)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                encoder_outputs=None, start_positions=None, end_positions=None, inputs_embeds=None,
+                decoder_inputs_embeds=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None):
+        training = start_positions is not None and end_positions is not None
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+                         decoder_attention_mask=decoder_attention_mask, encoder_outputs=encoder_outputs,
+                         inputs_embeds=inputs_embeds, decoder_inputs_embeds=decoder_inputs_embeds,
+                         use_cache=False if training else use_cache, output_attentions=output_attentions,
+                         output_hidden_states=output_hidden_states, return_dict=True)
+        start_logits, end_logits = span_logits(self.qa_outputs, out.last_hidden_state)
+        loss = span_loss(start_logits, end_logits, start_positions, end_positions) if training else None
+        return finish(Seq2SeqQuestionAnsweringModelOutput(loss, start_logits, end_logits, **seq2seq_fields(out)),
+                      self.config.return_dict if return_dict is None else return_dict)

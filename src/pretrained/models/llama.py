@@ -1,5 +1,5 @@
-"""The Llama family: Llama, Mistral (sliding-window attention), Qwen2 (q/k/v bias), and the decoder kit
-later families build on.
+"""The Llama family: Llama, Mistral (sliding-window attention), Qwen2 (q/k/v bias), Qwen3 (per-head q/k
+norms), and the decoder kit later families build on.
 
 Pre-norm decoder blocks (RMSNorm), rotary position embeddings (with rope_scaling variants),
 grouped-query attention, SwiGLU MLP. Module paths equal the checkpoint keys (`model.layers.0.self_attn.q_proj`,
@@ -122,6 +122,15 @@ class Qwen2Config(LlamaConfig):
     def layer_windows(self) -> dict[str, int | None]:
         window = self.sliding_window if self.use_sliding_window else None
         return {kind: window if kind == "sliding_attention" else None for kind in set(self.layer_types)}
+
+
+class Qwen3Config(Qwen2Config):
+    model_type = "qwen3"
+    qkv_bias = None  # as attention_bias (False): Qwen3 dropped Qwen2's q/k/v bias
+
+    vocab_size: int = 151936
+    intermediate_size: int = 22016
+    head_dim: int | None = 128
 
 
 class LlamaAttention(nn.Module):
@@ -307,3 +316,38 @@ class Qwen2ForCausalLM(LlamaForCausalLM):
 class Qwen2ForSequenceClassification(LlamaForSequenceClassification):
     config_class = Qwen2Config
     base_model_class = Qwen2Model
+
+
+class Qwen3Attention(LlamaAttention):
+    """RMSNorm over each head's query and key features before rotation."""
+
+    def __init__(self, config, layer_idx: int):
+        super().__init__(config, layer_idx)
+        self.q_norm = RMSNorm(self.head_dim, eps=config.rms_norm_eps)
+        self.k_norm = RMSNorm(self.head_dim, eps=config.rms_norm_eps)
+
+    def normalize_qk(self, q, k):
+        return self.q_norm(q), self.k_norm(k)
+
+
+class Qwen3DecoderLayer(LlamaDecoderLayer):
+    attention_class = Qwen3Attention
+
+
+class Qwen3PreTrainedModel(LlamaPreTrainedModel):
+    config_class = Qwen3Config
+
+
+class Qwen3Model(LlamaModel):
+    config_class = Qwen3Config
+    layer_class = Qwen3DecoderLayer
+
+
+class Qwen3ForCausalLM(LlamaForCausalLM):
+    config_class = Qwen3Config
+    base_model_class = Qwen3Model
+
+
+class Qwen3ForSequenceClassification(LlamaForSequenceClassification):
+    config_class = Qwen3Config
+    base_model_class = Qwen3Model

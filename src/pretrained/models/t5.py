@@ -18,12 +18,15 @@ from ..attention import attend, attention_function
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError, InputError
 from ..cache import attention_kv, encoder_decoder_cache
-from ..heads import Seq2SeqLMHead, encode_decode, seq2seq_output, token_loss
+from ..heads import (Seq2SeqLMHead, encode_decode, seq2seq_output, sequence_classification_loss, shift_tokens_right,
+                     span_loss, token_loss)
 from ..layers import RMSNorm, clamp_fp16, get_activation
 from ..masks import causal_mask, padding_mask
 from ..modeling import PreTrainedModel, output_flags
-from ..stack import run_layers
-from ..outputs import BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput, Seq2SeqModelOutput, finish
+from ..stack import recomputes, run_layers
+from ..outputs import (BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput, Seq2SeqModelOutput,
+                       Seq2SeqQuestionAnsweringModelOutput, Seq2SeqSequenceClassifierOutput, finish)
+from .bart import ClassificationHead, last_eos_state, seq2seq_fields, span_logits
 
 
 class T5Config(PretrainedConfig):
@@ -255,7 +258,7 @@ class T5Stack(nn.Module):
                              "or inputs_embeds")
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, C)
         B, T = x.shape[:2]
-        cache = encoder_decoder_cache(past_key_values, use_cache and self.is_decoder)
+        cache = None if recomputes(self) else encoder_decoder_cache(past_key_values, use_cache and self.is_decoder)
         S = cache.key_length(T) if cache is not None else T
         # with cache_position (a static cache) no count is read: one compiled step fits every position
         past = cache.get_seq_length() if cache is not None and cache_position is None else 0
@@ -295,8 +298,8 @@ class T5PreTrainedModel(PreTrainedModel):
             ties["lm_head.weight"] = "shared.weight"
         return ties
 
-    def _load_checkpoint(self, key_to_shard, dtype, ignore_mismatched_sizes):
-        info = super()._load_checkpoint(key_to_shard, dtype, ignore_mismatched_sizes)
+    def _load_checkpoint(self, key_to_shard, dtype, ignore_mismatched_sizes, key_mapping=()):
+        info = super()._load_checkpoint(key_to_shard, dtype, ignore_mismatched_sizes, key_mapping)
         # Transformers 5 writes tie_word_embeddings=true for Flan-T5 and mT5 too: as it does, a head that the
         # checkpoint holds and that differs from the embeddings stays untied
         if "lm_head.weight" in self.tied_weights() and "lm_head.weight" in key_to_shard \
@@ -415,4 +418,115 @@ class MT5ForConditionalGeneration(T5ForConditionalGeneration):
 
 
 class MT5EncoderModel(T5EncoderModel):
+    config_class = MT5Config
+
+
+# --- task heads over the decoder output (the classifier and the eos pooling are BART's) ---
+
+def decoder_inputs_from_input_ids(model, input_ids):
+    """Without decoder inputs, T5's heads decode input_ids shifted right, as BART does."""
+    if input_ids is None:
+        raise InputError(f"{type(model).__name__} needs input_ids to build decoder_input_ids from them; "
+                         "pass decoder_input_ids or decoder_inputs_embeds")
+    return shift_tokens_right(input_ids, model.config.pad_token_id, model.config.decoder_start_token_id,
+                              type(model).__name__)
+
+
+def init_head(linear: nn.Linear, config) -> None:
+    """T5's head init: normal(0, initializer_factor / sqrt(d_model)), zero bias."""
+    linear.weight.data.normal_(0.0, config.initializer_factor * config.d_model**-0.5)
+    linear.bias.data.zero_()
+
+
+class T5ForSequenceClassification(T5PreTrainedModel):
+    """Classifies the decoder's state at the last eos token; the encoder-decoder sits under `transformer`."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.transformer = T5Model(config)
+        self.classification_head = ClassificationHead(config.d_model, config.num_labels, config.classifier_dropout)
+        self.post_init()
+
+    def tied_weights(self) -> dict[str, str]:
+        return {f"transformer.{k}": f"transformer.{v}" for k, v in self.transformer.tied_weights().items()}
+
+    def get_input_embeddings(self):
+        return self.transformer.shared
+
+    def set_input_embeddings(self, value):
+        self.transformer.set_input_embeddings(value)
+
+    def _init_weights(self, module):
+        if module is self.classification_head.dense or module is self.classification_head.out_proj:
+            init_head(module, self.config)
+        else:
+            super()._init_weights(module)
+
+    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                encoder_outputs=None, inputs_embeds=None, decoder_inputs_embeds=None, labels=None, use_cache=None,
+                output_attentions=None, output_hidden_states=None, return_dict=None):
+        if labels is not None:
+            use_cache = False  # training: nothing to continue from
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            decoder_input_ids = decoder_inputs_from_input_ids(self, input_ids)
+        out = self.transformer(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+                               decoder_attention_mask=decoder_attention_mask, encoder_outputs=encoder_outputs,
+                               inputs_embeds=inputs_embeds, decoder_inputs_embeds=decoder_inputs_embeds,
+                               use_cache=use_cache, output_attentions=output_attentions,
+                               output_hidden_states=output_hidden_states, return_dict=True)
+        pooled = last_eos_state(out.last_hidden_state, input_ids, self.config, type(self).__name__)  # (B, C)
+        logits = self.classification_head(pooled)
+        loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
+        return finish(Seq2SeqSequenceClassifierOutput(loss, logits, **seq2seq_fields(out)),
+                      self.config.return_dict if return_dict is None else return_dict)
+
+
+class T5ForQuestionAnswering(T5PreTrainedModel):
+    """Start and end logits per decoder position; the stacks sit at the top level, as in T5ForConditionalGeneration."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        if config.num_labels != 2:
+            raise ConfigError(f"{type(self).__name__} predicts start and end logits: num_labels must be 2, "
+                              f"got {config.num_labels}")
+        self.num_labels = 2
+        self.shared = nn.Embedding(config.vocab_size, config.d_model)
+        self.encoder = T5Stack(config, self.shared, is_decoder=False)
+        self.decoder = T5Stack(config, self.shared, is_decoder=True)
+        self.qa_outputs = nn.Linear(config.d_model, 2)
+        self.post_init()
+
+    def get_encoder(self):
+        return self.encoder
+
+    def _init_weights(self, module):
+        if module is self.qa_outputs:
+            init_head(module, self.config)
+        else:
+            super()._init_weights(module)
+
+    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                encoder_outputs=None, start_positions=None, end_positions=None, inputs_embeds=None,
+                decoder_inputs_embeds=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None):
+        training = start_positions is not None and end_positions is not None
+        use_cache = (self.config.use_cache if use_cache is None else use_cache) and not training
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            decoder_input_ids = decoder_inputs_from_input_ids(self, input_ids)
+        enc, dec = encode_decode(self, input_ids, attention_mask, inputs_embeds, encoder_outputs, decoder_input_ids,
+                                 decoder_attention_mask, decoder_inputs_embeds, use_cache=use_cache,
+                                 output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        start_logits, end_logits = span_logits(self.qa_outputs, dec.last_hidden_state)
+        loss = span_loss(start_logits, end_logits, start_positions, end_positions) if training else None
+        out = seq2seq_output(Seq2SeqQuestionAnsweringModelOutput, enc, dec, loss=loss, start_logits=start_logits,
+                             end_logits=end_logits)
+        return finish(out, self.config.return_dict if return_dict is None else return_dict)
+
+
+class MT5ForSequenceClassification(T5ForSequenceClassification):
+    config_class = MT5Config
+
+
+class MT5ForQuestionAnswering(T5ForQuestionAnswering):
     config_class = MT5Config

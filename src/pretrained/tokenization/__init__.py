@@ -21,6 +21,8 @@ _EXPORTS = {
     "GPT2Tokenizer": "models",
     "GPT2TokenizerFast": "models",
     "RobertaTokenizer": "models",
+    "BartTokenizer": "models",
+    "BartTokenizerFast": "models",
     "RobertaTokenizerFast": "models",
     "LlamaTokenizer": "models",
     "LlamaTokenizerFast": "models",

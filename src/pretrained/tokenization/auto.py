@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import CheckpointError, UnknownModelError
+from ..errors import CheckpointError, InputError, UnknownModelError
 from ..hub import HubOptions, resolve_file
 from .loading import read_tokenizer_config
 
@@ -16,6 +16,7 @@ TOKENIZER_MAPPING: dict[str, tuple[str | None, str | None]] = {
     "bert": ("BertTokenizer", "BertTokenizerFast"),
     "distilbert": ("DistilBertTokenizer", "DistilBertTokenizerFast"),
     "roberta": ("RobertaTokenizer", "RobertaTokenizerFast"),
+    "bart": ("BartTokenizer", "BartTokenizerFast"),
     "gpt2": ("GPT2Tokenizer", "GPT2TokenizerFast"),
     "llama": ("LlamaTokenizer", "LlamaTokenizerFast"),
     "mistral": ("LlamaTokenizer", "LlamaTokenizerFast"),
@@ -40,7 +41,8 @@ class AutoTokenizer:
     @classmethod
     def register(cls, model_type: str, slow_tokenizer_class=None, fast_tokenizer_class=None, exist_ok=False):
         if model_type in TOKENIZER_MAPPING and not exist_ok and model_type not in _REGISTERED:
-            raise ValueError(f"{model_type!r} already has a tokenizer; pass exist_ok=True to replace it")
+            raise InputError(f"AutoTokenizer.register: model_type {model_type!r} already has a tokenizer; "
+                             "pass exist_ok=True to replace it")
         for klass in (slow_tokenizer_class, fast_tokenizer_class):
             if klass is not None:
                 _REGISTERED[klass.__name__] = klass

@@ -14,6 +14,7 @@ import copy
 import logging
 import warnings
 
+from ..errors import InputError
 from .encoding import BatchEncoding, Encoding, to_tensor
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class PreTrainedTokenizerBase:
         self.truncation_side = kwargs.pop("truncation_side", type(self).truncation_side)
         for name, side in (("padding_side", self.padding_side), ("truncation_side", self.truncation_side)):
             if side not in ("right", "left"):
-                raise ValueError(f"{name} must be 'right' or 'left', got {side!r}")
+                raise InputError(f"{name} must be 'right' or 'left', got {side!r}")
         self.model_input_names = kwargs.pop("model_input_names", list(type(self).model_input_names))
         self.clean_up_tokenization_spaces = kwargs.pop("clean_up_tokenization_spaces", False)
         self.split_special_tokens = kwargs.pop("split_special_tokens", False)
@@ -145,7 +146,8 @@ class PreTrainedTokenizerBase:
                 self._special[key] = token_content(value)
                 new.append(self._special[key])
             else:
-                raise ValueError(f"{key!r} is not a special token name; use one of {SPECIAL_TOKENS_ATTRIBUTES}")
+                raise InputError(f"add_special_tokens: {key!r} is not a special token name; use one of "
+                                 f"{SPECIAL_TOKENS_ATTRIBUTES} or 'additional_special_tokens'")
         return self._register_special_tokens(new)
 
     def add_tokens(self, new_tokens, special_tokens: bool = False) -> int:
@@ -204,7 +206,8 @@ class PreTrainedTokenizerBase:
         else:
             key = getattr(padding, "value", padding)
             if key not in _PADDING:
-                raise ValueError(f"padding={padding!r} is not one of True, False, 'longest', 'max_length', 'do_not_pad'")
+                raise InputError(
+                    f"padding={padding!r} is not one of True, False, 'longest', 'max_length', 'do_not_pad'")
             pad = _PADDING[key]
         if truncation is True:
             trunc = "longest_first"
@@ -213,7 +216,7 @@ class PreTrainedTokenizerBase:
         else:
             key = getattr(truncation, "value", truncation)
             if key not in _TRUNCATION:
-                raise ValueError(
+                raise InputError(
                     f"truncation={truncation!r} is not one of True, False, 'longest_first', 'only_first', "
                     "'only_second', 'do_not_truncate'"
                 )
@@ -230,13 +233,14 @@ class PreTrainedTokenizerBase:
                 else:
                     max_length = self.model_max_length
         if pad is not None and (self.pad_token is None or self.pad_token_id is None or self.pad_token_id < 0):
-            raise ValueError(
-                "Asking to pad but the tokenizer does not have a padding token. Please select a token to use as "
-                "`pad_token` `(tokenizer.pad_token = tokenizer.eos_token e.g.)` or add a new pad token via "
+            raise InputError(
+                f"padding={padding!r}: asking to pad but the tokenizer does not have a padding token. Please select "
+                "a token to use as `pad_token` `(tokenizer.pad_token = tokenizer.eos_token e.g.)` or add a new pad "
+                "token via "
                 "`tokenizer.add_special_tokens({'pad_token': '[PAD]'})`."
             )
         if trunc and pad and pad_to_multiple_of is not None and max_length is not None and max_length % pad_to_multiple_of:
-            raise ValueError(
+            raise InputError(
                 "Truncation and padding are both activated but truncation length "
                 f"({max_length}) is not a multiple of pad_to_multiple_of ({pad_to_multiple_of})."
             )
@@ -279,7 +283,7 @@ class PreTrainedTokenizerBase:
             return_length=return_length, verbose=verbose,
         )
         if text is None and text_target is None:
-            raise ValueError("You need to specify either `text` or `text_target`.")
+            raise InputError("You need to specify either `text` or `text_target`: both are None.")
         encodings = None
         if text is not None:
             encodings = self._call_one(text, text_pair, **options)
@@ -301,9 +305,10 @@ class PreTrainedTokenizerBase:
             return False
 
         if not is_valid(text) or (text_pair is not None and not is_valid(text_pair)):
-            raise ValueError(
-                "text input must be of type `str` (single example), `list[str]` (batch or single pretokenized "
-                "example) or `list[list[str]]` (batch of pretokenized examples)."
+            name, bad = ("text", text) if not is_valid(text) else ("text_pair", text_pair)
+            raise InputError(
+                f"{name} has type {type(bad).__name__}: text input must be of type `str` (single example), `list[str]` "
+                "(batch or single pretokenized example) or `list[list[str]]` (batch of pretokenized examples)."
             )
         if is_split_into_words:
             batched = isinstance(text, (list, tuple)) and bool(text) and isinstance(text[0], (list, tuple))
@@ -312,7 +317,7 @@ class PreTrainedTokenizerBase:
         if batched:
             if text_pair is not None:
                 if isinstance(text_pair, str) or len(text_pair) != len(text):
-                    raise ValueError(
+                    raise InputError(
                         f"batch length of `text`: {len(text)} does not match batch length of `text_pair`: "
                         f"{len(text_pair) if not isinstance(text_pair, str) else 'a single str'}."
                     )
@@ -332,7 +337,7 @@ class PreTrainedTokenizerBase:
     ) -> BatchEncoding:
         pad, trunc, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of, verbose)
         if padding_side is not None and padding_side not in ("left", "right"):
-            raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+            raise InputError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
         rows = self._encode_rows(
             pairs, is_split, add_special_tokens, trunc, max_length, stride, pad, pad_to_multiple_of,
             padding_side or self.padding_side,
@@ -417,7 +422,7 @@ class PreTrainedTokenizerBase:
             encoded_inputs = {k: [ex[k] for ex in encoded_inputs] for k in encoded_inputs[0]}
         main = self.model_input_names[0]
         if main not in encoded_inputs:
-            raise ValueError(f"pad() needs a {main!r} key; got {sorted(encoded_inputs)}")
+            raise InputError(f"pad(encoded_inputs) needs a {main!r} key; got {sorted(encoded_inputs)}")
         required = encoded_inputs[main]
         if required is None or (hasattr(required, "__len__") and len(required) == 0):
             if return_attention_mask:
@@ -555,7 +560,7 @@ def truncate_encoding(enc: Encoding, max_len: int, stride: int, direction: str) 
         _assign(enc, _slice(enc, 0, 0))
         return
     if stride >= max_len:
-        raise ValueError(
+        raise InputError(
             f"Truncation error: `stride` ({stride}) must be strictly less than `max_len={max_len}` (note that "
             "`max_len` may be shorter than the max length of the original model, as it subtracts the number of "
             "special characters)"
@@ -623,10 +628,13 @@ def truncate_pair(a: Encoding, b: Encoding | None, max_length: int, stride: int,
         target = a
     else:
         if b is None:
-            raise ValueError("Truncation error: Second sequence not provided")
+            raise InputError("Truncation error: Second sequence not provided "
+                             "(truncation='only_second' needs text_pair)")
         target = b
     if len(target.ids) <= to_remove:
-        raise ValueError("Truncation error: Sequence to truncate too short to respect the provided max_length")
+        raise InputError(f"Truncation error: Sequence to truncate too short to respect the provided max_length "
+                         f"({max_length}): it has {len(target.ids)} tokens and {to_remove} must go "
+                         f"(truncation={strategy!r})")
     truncate_encoding(target, len(target.ids) - to_remove, stride, direction)
 
 

@@ -9,6 +9,8 @@ import json
 from datetime import datetime
 from functools import lru_cache
 
+from ..errors import InputError, UnsupportedOptionError
+
 
 def _tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
     # Jinja's own tojson escapes HTML characters, which would change the prompt text.
@@ -62,12 +64,12 @@ def get_chat_template(tok, chat_template=None, tools=None) -> str:
             return templates["tool_use"]
         if "default" in templates:
             return templates["default"]
-        raise ValueError(f"this tokenizer has chat templates {sorted(templates)} but none named 'default': "
+        raise InputError(f"this tokenizer has chat templates {sorted(templates)} but none named 'default': "
                          "pass chat_template= with one of the names")
     if chat_template is not None:
         return chat_template
     if templates is None:
-        raise ValueError(
+        raise InputError(
             "Cannot use apply_chat_template because this tokenizer does not have a chat template: set "
             "tokenizer.chat_template or pass chat_template=, or add chat_template.jinja next to the tokenizer files"
         )
@@ -80,12 +82,13 @@ def apply_chat_template(tok, conversation, tools=None, documents=None, chat_temp
                         return_assistant_tokens_mask=False, tokenizer_kwargs=None, **kwargs):
     """Render one conversation (or a batch) with the chat template; token ids or a BatchEncoding if tokenize."""
     if return_assistant_tokens_mask:
-        raise ValueError("return_assistant_tokens_mask is not supported by pretrained's chat templates")
+        raise UnsupportedOptionError("return_assistant_tokens_mask=True is not supported by pretrained's chat "
+                                     "templates; leave it False")
     if continue_final_message and add_generation_prompt:
-        raise ValueError("continue_final_message and add_generation_prompt are not compatible: the first continues "
+        raise InputError("continue_final_message and add_generation_prompt are not compatible: the first continues "
                          "the last message, the second starts a new assistant message")
     if isinstance(conversation, (list, tuple)) and len(conversation) == 0:
-        raise ValueError("Cannot apply chat template to an empty conversation. Provide at least one message.")
+        raise InputError("Cannot apply chat template to an empty conversation. Provide at least one message.")
     source = get_chat_template(tok, chat_template, tools)
     template = compile_template(source)
     batched = isinstance(conversation, (list, tuple)) and isinstance(conversation[0], (list, tuple))
@@ -120,7 +123,7 @@ def _cut_after_final_message(text: str, message: dict, marker) -> str:
     if isinstance(marker, str):
         content = marker
     if not isinstance(content, str) or content.strip() not in text:
-        raise ValueError("continue_final_message is set but the final message does not appear in the rendered "
+        raise InputError("continue_final_message is set but the final message does not appear in the rendered "
                          "chat; check the template")
     at = text.rindex(content.strip())
     if text[at:at + len(content.lstrip())] == content.lstrip():

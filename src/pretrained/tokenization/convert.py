@@ -104,9 +104,9 @@ def _fields(buf: bytes):
         elif wire == 5:
             value, i = buf[i:i + 4], i + 4
         else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
+            raise CheckpointError(f"unsupported protobuf wire type {wire} (expected 0, 1, 2 or 5)")
         if i > n:
-            raise ValueError("truncated protobuf message")
+            raise CheckpointError(f"truncated protobuf message: a field ends at byte {i} of {n}")
         yield field, wire, value
 
 
@@ -114,7 +114,7 @@ def _varint(buf: bytes, i: int):
     shift = result = 0
     while True:
         if i >= len(buf):
-            raise ValueError("truncated varint")
+            raise CheckpointError(f"truncated protobuf varint at byte {i}")
         b = buf[i]
         i += 1
         result |= (b & 0x7F) << shift
@@ -168,7 +168,7 @@ class SentencePieceModel:
                             self.add_dummy_prefix = bool(v2)
                         elif f2 == 4:
                             self.remove_extra_whitespaces = bool(v2)
-        except (ValueError, UnicodeDecodeError, struct.error) as e:
+        except (CheckpointError, UnicodeDecodeError, struct.error) as e:
             raise CheckpointError(f"{path} is not a SentencePiece model file: {e}") from e
         if not self.pieces:
             raise CheckpointError(f"{path} is not a SentencePiece model file: it has no pieces")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import UserDict
 
-from ..errors import PretrainedError
+from ..errors import InputError, UnsupportedOptionError
 
 
 class Encoding:
@@ -103,11 +103,13 @@ def to_tensor(value, tensor_type: str | None):
 
             return np.asarray(value)
     except ValueError as e:
-        raise ValueError(
-            "Unable to create tensor, you should probably activate truncation and/or padding with "
-            "'padding=True' 'truncation=True' to have batched tensors with the same length."
+        raise InputError(
+            f"return_tensors={tensor_type!r}: unable to create tensor, you should probably activate truncation "
+            "and/or padding with 'padding=True' 'truncation=True' to have batched tensors with the same length."
         ) from e
-    raise ValueError(f"return_tensors={tensor_type!r} is not supported: use 'pt', 'np' or None")
+    if tensor_type == "mlx":
+        raise UnsupportedOptionError("return_tensors='mlx' is not supported: use 'pt', 'np' or None")
+    raise InputError(f"return_tensors={tensor_type!r} is not a tensor type: use 'pt', 'np' or None")
 
 
 class BatchEncoding(UserDict):
@@ -162,7 +164,8 @@ class BatchEncoding(UserDict):
 
     def _encoding(self, batch_index: int):
         if self._encodings is None:
-            raise ValueError("This BatchEncoding has no token alignment data (it was built by pad() or from a dict)")
+            raise InputError("This BatchEncoding has no token alignment data (it was built by pad() or from a "
+                             "dict); tokens(), word_ids() and the char/token maps need a tokenizer call's output")
         return self._encodings[batch_index]
 
     def tokens(self, batch_index: int = 0):
@@ -221,7 +224,7 @@ class BatchEncoding(UserDict):
         import torch
 
         if not isinstance(device, (str, int, torch.device)):
-            raise PretrainedError(f"BatchEncoding.to() takes a device, not {type(device).__name__}")
+            raise InputError(f"BatchEncoding.to(device) takes a str, int or torch.device, not {type(device).__name__}")
         self.data = {
             k: v.to(device=device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v
             for k, v in self.data.items()

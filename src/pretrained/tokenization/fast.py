@@ -13,7 +13,7 @@ import os
 
 from tokenizers import AddedToken, Tokenizer
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InputError
 from .base import PreTrainedTokenizerBase, Template, apply_template
 from .encoding import Encoding
 
@@ -175,7 +175,7 @@ class PreTrainedTokenizerFast(PreTrainedTokenizerBase):
                                                 is_pretokenized=bool(is_split))
         except Exception as e:
             if type(e) is Exception:  # Rust errors arrive untyped; they are all bad arguments here
-                raise ValueError(str(e)) from e
+                raise InputError(f"the tokenizers library refused the arguments: {e}") from e
             raise
 
     def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False, **kwargs) -> list[str]:

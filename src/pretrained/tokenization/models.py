@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from tokenizers import AddedToken, processors
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InputError
 from . import convert
 from .base import Template
 from .fast import PreTrainedTokenizerFast
@@ -82,9 +82,9 @@ class GPT2TokenizerFast(PreTrainedTokenizerFast):
 
     def _encode_rows(self, pairs, is_split, *args):
         if is_split and not self.add_prefix_space:
-            raise ValueError(
-                f"You need to instantiate {type(self).__name__} with add_prefix_space=True to use it with "
-                "pretokenized inputs."
+            raise InputError(
+                f"is_split_into_words=True: you need to instantiate {type(self).__name__} with "
+                "add_prefix_space=True to use it with pretokenized inputs."
             )
         return super()._encode_rows(pairs, is_split, *args)
 
@@ -171,7 +171,8 @@ class LlamaTokenizerFast(PreTrainedTokenizerFast):
         """`<s>` / `</s>` around each text per add_bos_token / add_eos_token."""
         bos, eos = self.bos_token, self.eos_token
         if (self.add_bos_token and bos is None) or (self.add_eos_token and eos is None):
-            raise ValueError("add_bos_token / add_eos_token need bos_token / eos_token")
+            raise InputError(f"add_bos_token={self.add_bos_token} / add_eos_token={self.add_eos_token} need "
+                             f"bos_token / eos_token, which are {bos!r} / {eos!r}")
         single, pair, specials = [], [], {}
         for type_id, seq, out in ((0, "$A", single), (1, "$B", pair)):
             if self.add_bos_token:
@@ -242,8 +243,16 @@ class XLMRobertaTokenizerFast(PreTrainedTokenizerFast):
         super().__init__(tokenizer_file=tokenizer_file, **kwargs)
 
 
+class BartTokenizer(RobertaTokenizer):
+    """BART's tokenizer is RoBERTa's (the same byte-level BPE, special tokens and templates)."""
+
+
+class BartTokenizerFast(RobertaTokenizerFast):
+    slow_tokenizer_class = BartTokenizer
+
+
 CLASSES = {cls.__name__: cls for cls in (
     BertTokenizer, BertTokenizerFast, DistilBertTokenizer, DistilBertTokenizerFast, GPT2Tokenizer, GPT2TokenizerFast,
-    RobertaTokenizer, RobertaTokenizerFast, LlamaTokenizer, LlamaTokenizerFast, T5Tokenizer, T5TokenizerFast,
+    RobertaTokenizer, RobertaTokenizerFast, BartTokenizer, BartTokenizerFast, LlamaTokenizer, LlamaTokenizerFast, T5Tokenizer, T5TokenizerFast,
     XLMRobertaTokenizerFast, PreTrainedTokenizerFast,
 )}

@@ -15,7 +15,7 @@ import re
 import unicodedata
 from functools import lru_cache
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InputError
 from ..files import atomic_write_text
 from .base import PreTrainedTokenizerBase, Template, encode_and_postprocess
 from .encoding import Encoding
@@ -447,9 +447,9 @@ class ByteLevelBPETokenizer(PreTrainedTokenizer):
 
     def _encode_sequence(self, text, is_split, seq_index):
         if is_split and is_split != "ids" and not self.add_prefix_space:
-            raise ValueError(
-                f"You need to instantiate {type(self).__name__} with add_prefix_space=True to use it with "
-                "pretokenized inputs."
+            raise InputError(
+                f"is_split_into_words=True: you need to instantiate {type(self).__name__} with "
+                "add_prefix_space=True to use it with pretokenized inputs."
             )
         return super()._encode_sequence(text, is_split, seq_index)
 

@@ -1,0 +1,105 @@
+"""Sparse mixture-of-experts feed-forward blocks (Mixtral, Qwen3-MoE, ...): a router picks `top_k` experts
+per token; the experts are SwiGLU MLPs whose weights are stacked into (num_experts, ...) parameters.
+
+Checkpoints store one tensor per expert (`experts.3.w1.weight`); a family maps them onto the stacked
+parameters with `conversion.Stack` rules, which also split them back on save (`stack_rules`). Each
+expert runs as one matmul over all the tokens routed to it: a loop over the experts that received
+tokens, never over tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import conversion
+from .layers import get_activation
+
+
+class Experts(nn.Module):
+    """E SwiGLU experts: down(act(gate(x)) * up(x)) with gate_proj, up_proj (E, F, C), down_proj (E, C, F)."""
+
+    def __init__(self, num_experts: int, hidden_size: int, intermediate_size: int, hidden_act: str = "silu"):
+        super().__init__()
+        self.num_experts = num_experts
+        self.gate_proj = nn.Parameter(torch.empty(num_experts, intermediate_size, hidden_size))
+        self.up_proj = nn.Parameter(torch.empty(num_experts, intermediate_size, hidden_size))
+        self.down_proj = nn.Parameter(torch.empty(num_experts, hidden_size, intermediate_size))
+        self.act = get_activation(hidden_act)
+
+    def forward(self, x: torch.Tensor, expert_ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """x (N, C); expert_ids, weights (N, k) -> (N, C): each token's experts' outputs, weighted and summed."""
+        N, k = expert_ids.shape
+        flat_ids = expert_ids.reshape(-1)  # (N k,) token-choice pairs
+        order = flat_ids.argsort(stable=True)  # grouped by expert
+        counts = torch.bincount(flat_ids, minlength=self.num_experts).tolist()
+        out = torch.zeros_like(x)
+        start = 0
+        for e, n in enumerate(counts):
+            if n == 0:
+                continue
+            pairs = order[start:start + n]
+            tokens = pairs // k
+            h = x[tokens]  # (n, C)
+            y = F.linear(self.act(F.linear(h, self.gate_proj[e])) * F.linear(h, self.up_proj[e]), self.down_proj[e])
+            out.index_add_(0, tokens, y * weights.reshape(-1)[pairs, None].to(y.dtype))
+            start += n
+        return out
+
+
+class SparseMoeBlock(nn.Module):
+    """Router (`gate`, no bias) + `experts`. Routing as each family's config says: softmax over all
+    experts then top-k (Mixtral, Qwen3-MoE), or top-k of the logits then softmax over those;
+    `norm_topk_prob` renormalises the kept probabilities to sum to 1."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int, num_experts: int, top_k: int,
+                 hidden_act: str = "silu", norm_topk_prob: bool = True, softmax_before_topk: bool = True):
+        super().__init__()
+        self.top_k, self.norm_topk_prob, self.softmax_before_topk = top_k, norm_topk_prob, softmax_before_topk
+        self.gate = nn.Linear(hidden_size, num_experts, bias=False)
+        self.experts = Experts(num_experts, hidden_size, intermediate_size, hidden_act)
+
+    def route(self, router_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, E) logits -> expert ids (N, k) and their weights (N, k), float32."""
+        if self.softmax_before_topk:
+            weights, ids = torch.topk(router_logits.softmax(dim=-1, dtype=torch.float32), self.top_k, dim=-1)
+        else:
+            weights, ids = torch.topk(router_logits, self.top_k, dim=-1)
+            weights = weights.softmax(dim=-1, dtype=torch.float32)
+        if self.norm_topk_prob:
+            weights = weights / weights.sum(dim=-1, keepdim=True)
+        return ids, weights
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, T, C) -> (output (B, T, C), router logits (B*T, E))."""
+        B, T, C = x.shape
+        flat = x.reshape(-1, C)
+        router_logits = self.gate(flat)  # (N, E)
+        ids, weights = self.route(router_logits)
+        return self.experts(flat, ids, weights.to(x.dtype)).view(B, T, C), router_logits
+
+
+def stack_rules(container: str, names: dict[str, str]) -> tuple:
+    """`conversion.Stack` rules for per-expert checkpoint tensors: `names` maps each checkpoint leaf
+    module (Mixtral: w1, w3, w2) to the stacked parameter (gate_proj, up_proj, down_proj)."""
+    return tuple(conversion.Stack(container, f"{leaf}.weight", stacked) for leaf, stacked in names.items())
+
+
+def load_balancing_loss(router_logits: tuple[torch.Tensor, ...] | torch.Tensor, num_experts: int, top_k: int,
+                        attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Switch Transformer's auxiliary loss: num_experts * sum over experts of (fraction of token choices
+    routed to it) * (mean router probability it gets), over every layer's router logits (N, E) each;
+    padded tokens (attention_mask (B, T) == 0) are left out. 1.0 when routing is perfectly even."""
+    logits = torch.cat(router_logits) if isinstance(router_logits, (tuple, list)) else router_logits  # (L*N, E)
+    probs = logits.float().softmax(dim=-1)
+    chosen = F.one_hot(probs.topk(top_k, dim=-1).indices, num_experts).float()  # (L*N, k, E)
+    if attention_mask is None:
+        tokens_per_expert = chosen.mean(dim=0)  # (k, E)
+        prob_per_expert = probs.mean(dim=0)  # (E,)
+    else:
+        keep = attention_mask.reshape(-1).to(probs.dtype)  # (N,), one per token of every layer's logits
+        keep = keep.repeat(logits.shape[0] // keep.shape[0])  # (L*N,)
+        tokens_per_expert = (chosen * keep[:, None, None]).sum(0) / keep.sum()
+        prob_per_expert = (probs * keep[:, None]).sum(0) / keep.sum()
+    return (tokens_per_expert * prob_per_expert[None]).sum() * num_experts
