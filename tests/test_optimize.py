@@ -75,3 +75,40 @@ def test_linear_gradient_equals_nn_linear():
     ours(x).pow(2).sum().backward()
     ref(x).pow(2).sum().backward()
     torch.testing.assert_close(ours.weight.grad, ref.weight.grad)
+
+
+def test_fused_projections_run_one_matmul_and_keep_every_key(tmp_path):
+    import pretrained
+    from pretrained.optimize import FusedProjection
+
+    config = pretrained.LlamaConfig(vocab_size=99, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                                    num_attention_heads=4, num_key_value_heads=2)
+    torch.manual_seed(0)
+    pretrained.LlamaForCausalLM(config).save_pretrained(tmp_path)
+    model = pretrained.LlamaForCausalLM.from_pretrained(tmp_path)
+    reference = pretrained.LlamaForCausalLM.from_pretrained(tmp_path)
+    reference.use_inference_optimizations = False
+    reference.eval()
+    attn = model.model.layers[0].self_attn
+    fused = attn.q_proj.fused_projection
+    assert isinstance(fused, FusedProjection) and attn.k_proj.weight.untyped_storage().data_ptr() == \
+        attn.q_proj.weight.untyped_storage().data_ptr()  # one tensor, no second copy
+    assert set(model.state_dict()) == set(reference.state_dict())
+    ids = torch.tensor([[5, 6, 7, 8]])
+    calls = []
+    original = FusedProjection.__call__
+    FusedProjection.__call__ = lambda self, x: calls.append(1) or original(self, x)
+    try:
+        with torch.no_grad():
+            out = model(ids).logits
+    finally:
+        FusedProjection.__call__ = original
+    assert len(calls) == 4  # q/k/v and gate/up of two layers
+    torch.testing.assert_close(out, reference(ids).logits, atol=1e-5, rtol=1e-5)
+    model.save_pretrained(tmp_path / "again")  # slices of one tensor save as separate tensors
+    assert set(pretrained.LlamaForCausalLM.from_pretrained(tmp_path / "again").state_dict()) == set(model.state_dict())
+    model.train()  # plain modules, gradients reach each projection
+    model(ids, labels=ids).loss.backward()
+    assert attn.q_proj.weight.grad is not None and attn.v_proj.weight.grad is not None
+    model.eval().double()  # weights replaced: the fused tensor no longer serves, each module runs alone
+    torch.testing.assert_close(model(ids).logits, reference.double()(ids).logits, atol=1e-6, rtol=1e-6)

@@ -11,6 +11,17 @@ from torch import nn
 from .errors import ConfigError
 
 
+def projections(x: torch.Tensor, *modules: nn.Module) -> tuple[torch.Tensor, ...]:
+    """(m(x) for m in modules): several projections of the same input. In eval mode `pretrained.optimize`
+    may have fused their weights into one tensor (each module's weight a row slice of it); they then
+    run as one matmul, which saves a call per projection in a decode step."""
+    fused = getattr(modules[0], "fused_projection", None)
+    # a compiled graph fuses the separate products itself (and cannot read the pointers `serves` checks)
+    if fused is not None and not torch.compiler.is_compiling() and fused.serves(modules):
+        return fused(x)
+    return tuple(m(x) for m in modules)
+
+
 def gelu_new(x: torch.Tensor) -> torch.Tensor:
     """GPT-2's tanh approximation of GELU, written as published."""
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))

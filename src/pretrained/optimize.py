@@ -9,6 +9,8 @@ model file see exactly those. A `PreTrainedModel` in eval mode runs two substitu
   whose float32 CPU matmul runs on PyTorch's oneDNN kernel, about twice MKL's speed for the skinny
   products of decoding; inside torch.compile a one-row product becomes a multiply-and-sum that
   inductor writes as one fused reduction loop.
+- projections a module declares fusable (`fusable_projections`: Llama's q/k/v and gate/up) run as one
+  matmul (`FusedProjection`; the modules' weights become row slices of one tensor, keys unchanged).
 - attention "sdpa" becomes "sdpa_inference": inside a compiled CPU graph a one-query step (decoding) is
   written out (product, softmax, product) so inductor fuses it; elsewhere it is sdpa.
 
@@ -88,6 +90,50 @@ def sdpa_inference_attention(q, k, v, mask=None, scale=None, dropout=0.0, is_cau
     return sdpa_attention(q, k, v, mask, scale, dropout, is_causal, bias, softcap)
 
 
+class FusedProjection:
+    """Projections of one input (q, k, v; gate, up) as one matmul: their weights are concatenated once,
+    and each module's weight becomes a row slice of the result, so memory holds them once and
+    state_dict() still has every module's own key. It serves only while the modules are the ones it was
+    built from, their weights still slices of its tensor (a `.to()` or a replaced weight ends that), no
+    hook watches them and no gradient is needed; otherwise each module runs on its own."""
+
+    def __init__(self, modules: tuple[nn.Linear, ...]):
+        self.modules = modules
+        self.sizes = [m.out_features for m in modules]
+        self.weight = torch.cat([m.weight.detach() for m in modules])
+        has_bias = [m.bias is not None for m in modules]
+        self.bias = torch.cat([m.bias.detach() for m in modules]) if all(has_bias) else None
+        for m, w in zip(modules, self.weight.split(self.sizes)):
+            m.weight = nn.Parameter(w, requires_grad=m.weight.requires_grad)
+        if self.bias is not None:
+            for m, b in zip(modules, self.bias.split(self.sizes)):
+                m.bias = nn.Parameter(b, requires_grad=m.bias.requires_grad)
+        self.pointers = [m.weight.data_ptr() for m in modules]  # where each slice lives
+
+    def serves(self, modules) -> bool:
+        return (len(modules) == len(self.modules) and all(a is b for a, b in zip(modules, self.modules))
+                and modules[0].weight.data_ptr() == self.pointers[0]  # a .to() or new weights move every one
+                and not any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+                and not (torch.is_grad_enabled() and any(m.weight.requires_grad for m in modules)))
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return linear(x, self.weight, self.bias).split(self.sizes, dim=-1)
+
+
+def _fuse_projections(model: nn.Module) -> None:
+    for module in model.modules():
+        for group in getattr(type(module), "fusable_projections", ()):
+            parts = tuple(getattr(module, name) for name in group)
+            current = getattr(parts[0], "fused_projection", None)
+            if current is not None and current.serves(parts):
+                continue
+            first = parts[0]
+            if all(isinstance(p, nn.Linear) and p.in_features == first.in_features and p.weight.dtype == first.weight.dtype
+                   and p.weight.device == first.weight.device and (p.bias is None) == (first.bias is None) for p in parts):
+                with torch.no_grad():
+                    parts[0].fused_projection = FusedProjection(parts)
+
+
 register_attention("sdpa_inference", sdpa_inference_attention)
 _ATTENTION_SWAPS = {"sdpa": "sdpa_inference"}
 
@@ -97,6 +143,7 @@ def optimize_for_inference(model: nn.Module) -> nn.Module:
     for module in model.modules():
         if type(module) is nn.Linear:
             module.__class__ = InferenceLinear
+    _fuse_projections(model)
     config = getattr(model, "config", None)
     if config is not None and config.attn_implementation in _ATTENTION_SWAPS:
         config.attn_implementation = _ATTENTION_SWAPS[config.attn_implementation]
@@ -108,6 +155,8 @@ def undo_inference_optimizations(model: nn.Module) -> nn.Module:
     for module in model.modules():
         if type(module) is InferenceLinear:
             module.__class__ = nn.Linear
+        if "fused_projection" in module.__dict__:  # the weights stay slices of one tensor: no copy needed
+            del module.fused_projection
     config = getattr(model, "config", None)
     originals = {swapped: plain for plain, swapped in _ATTENTION_SWAPS.items()}
     if config is not None and config.attn_implementation in originals:

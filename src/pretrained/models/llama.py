@@ -21,7 +21,7 @@ from ..attention import attention_function
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError, InputError
 from ..heads import CausalLMHead, DecoderSequenceClassificationHead
-from ..layers import RMSNorm, RotaryEmbedding, get_activation, rope_parameters, rotate, signed_sin
+from ..layers import RMSNorm, RotaryEmbedding, get_activation, projections, rope_parameters, rotate, signed_sin
 from ..masks import causal_mask
 from ..cache import forward_cache
 from ..modeling import PreTrainedModel, output_flags
@@ -152,6 +152,9 @@ class LlamaAttention(nn.Module):
         self.scaling = D**-0.5
         self.softcap = None
 
+    # pretrained.optimize may run these as one matmul at inference (see layers.projections)
+    fusable_projections = (("q_proj", "k_proj", "v_proj"),)
+
     def normalize_qk(self, q, k):
         """q (B, H, T, D), k (B, Hkv, T, D) before rotation; Llama leaves them as they are."""
         return q, k
@@ -160,8 +163,9 @@ class LlamaAttention(nn.Module):
         """cos, sin: (B, 1, T, rotary dim), sin with its first half negated (`layers.signed_sin`)."""
         B, T, _ = x.shape
         split = lambda t: t.view(B, T, -1, self.head_dim).transpose(1, 2)  # noqa: E731  (B, heads, T, D)
-        q, k = self.normalize_qk(split(self.q_proj(x)), split(self.k_proj(x)))
-        q, k, v = rotate(q, cos, sin), rotate(k, cos, sin), split(self.v_proj(x))
+        q, k, v = projections(x, self.q_proj, self.k_proj, self.v_proj)
+        q, k = self.normalize_qk(split(q), split(k))
+        q, k, v = rotate(q, cos, sin), rotate(k, cos, sin), split(v)
         if cache is not None:
             k, v = cache.update(k, v, self.layer_idx, cache_position)  # (B, Hkv, S, D)
         attend = attention_function(self.config.attn_implementation, output_attentions)
@@ -182,8 +186,11 @@ class LlamaMLP(nn.Module):
         self.down_proj = nn.Linear(F_, C, bias=bias)
         self.act = get_activation(config.hidden_act)
 
+    fusable_projections = (("gate_proj", "up_proj"),)
+
     def forward(self, x):
-        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = projections(x, self.gate_proj, self.up_proj)
+        return self.down_proj(self.act(gate) * up)
 
 
 class LlamaDecoderLayer(nn.Module):
