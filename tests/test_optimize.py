@@ -112,3 +112,28 @@ def test_fused_projections_run_one_matmul_and_keep_every_key(tmp_path):
     assert attn.q_proj.weight.grad is not None and attn.v_proj.weight.grad is not None
     model.eval().double()  # weights replaced: the fused tensor no longer serves, each module runs alone
     torch.testing.assert_close(model(ids).logits, reference.double()(ids).logits, atol=1e-6, rtol=1e-6)
+
+
+def test_fusing_keeps_parameter_objects_so_an_optimizer_keeps_training_them(tmp_path):
+    """Evaluating mid-training (eval() fuses, train() unfuses) must not swap the Parameter objects the optimizer
+    holds: fused weights are views the same Parameters point at, and updates reach the fused tensor."""
+    import pretrained
+
+    config = pretrained.LlamaConfig(vocab_size=99, hidden_size=32, intermediate_size=37, num_hidden_layers=1,
+                                    num_attention_heads=4, num_key_value_heads=2)
+    model = pretrained.LlamaForCausalLM(config)
+    before = [id(p) for p in model.parameters()]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    model.eval()
+    attn = model.model.layers[0].self_attn
+    assert attn.q_proj.fused_projection is not None and [id(p) for p in model.parameters()] == before
+    model.train()
+    model(ids, labels=ids).loss.backward()
+    optimizer.step()
+    model.eval()  # the fused tensor saw the update: fused and separate projections agree
+    with torch.no_grad():
+        fused = model(ids).logits
+        model.use_inference_optimizations = False
+        model.eval()
+        torch.testing.assert_close(fused, model(ids).logits, atol=1e-6, rtol=1e-6)

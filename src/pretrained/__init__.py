@@ -165,6 +165,10 @@ _EXPORTS = {
     "Text2TextGenerationPipeline": "pipelines",
     "SummarizationPipeline": "pipelines",
     "TranslationPipeline": "pipelines",
+    "Trainer": "training.trainer",
+    "Seq2SeqTrainer": "training.trainer",
+    "EvalPrediction": "training.trainer",
+    "set_seed": "training.trainer",
     "TrainingArguments": "training.arguments",
     "Seq2SeqTrainingArguments": "training.arguments",
     "IntervalStrategy": "training.arguments",
@@ -194,6 +198,7 @@ _EXPORTS = {
     "PrinterCallback": "training.callbacks",
     "ProgressCallback": "training.callbacks",
     "EarlyStoppingCallback": "training.callbacks",
+    "get_last_checkpoint": "training.checkpoints",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -103,11 +103,13 @@ class FusedProjection:
         self.weight = torch.cat([m.weight.detach() for m in modules])
         has_bias = [m.bias is not None for m in modules]
         self.bias = torch.cat([m.bias.detach() for m in modules]) if all(has_bias) else None
+        # the same Parameter objects (an optimizer holding them keeps working) now viewing the fused tensor:
+        # in-place updates of a part (an optimizer step) update the fused tensor too
         for m, w in zip(modules, self.weight.split(self.sizes)):
-            m.weight = nn.Parameter(w, requires_grad=m.weight.requires_grad)
+            m.weight.data = w
         if self.bias is not None:
             for m, b in zip(modules, self.bias.split(self.sizes)):
-                m.bias = nn.Parameter(b, requires_grad=m.bias.requires_grad)
+                m.bias.data = b
         self.pointers = [m.weight.data_ptr() for m in modules]  # where each slice lives
 
     def serves(self, modules) -> bool:

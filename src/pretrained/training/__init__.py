@@ -30,6 +30,12 @@ _EXPORTS = {
     "DataCollatorForTokenClassification": "collators",
     "DataCollatorForSeq2Seq": "collators",
     "DataCollatorForLanguageModeling": "collators",
+    "Trainer": "trainer",
+    "Seq2SeqTrainer": "trainer",
+    "EvalPrediction": "trainer",
+    "PredictionOutput": "trainer",
+    "TrainOutput": "trainer",
+    "set_seed": "trainer",
     "TrainerState": "callbacks",
     "TrainerControl": "callbacks",
     "TrainerCallback": "callbacks",
@@ -39,6 +45,15 @@ _EXPORTS = {
     "EarlyStoppingCallback": "callbacks",
     "CallbackHandler": "callbacks",
     "ExportableState": "callbacks",
+    "PREFIX_CHECKPOINT_DIR": "checkpoints",
+    "save_checkpoint": "checkpoints",
+    "load_checkpoint": "checkpoints",
+    "restore_rng_state": "checkpoints",
+    "capture_rng_state": "checkpoints",
+    "set_rng_state": "checkpoints",
+    "sorted_checkpoints": "checkpoints",
+    "rotate_checkpoints": "checkpoints",
+    "get_last_checkpoint": "checkpoints",
 }
 
 __all__ = sorted(_EXPORTS)
