@@ -4,10 +4,16 @@ One optimizer step = `gradient_accumulation_steps` micro-batches whose losses ar
 the step's loss items (label tokens, or examples for sequence-level losses), so accumulating k batches
 equals one batch k times larger. The training order is a permutation seeded by (data_seed or seed) +
 epoch, so resuming from a checkpoint replays exactly the batches and random state of the uninterrupted run.
+
+Under torchrun (WORLD_SIZE > 1) the model runs in PyTorch's DistributedDataParallel (gloo on CPU, nccl on
+GPUs): each global batch of per_device_train_batch_size x world rows is the single-process batch, split
+between the processes, and the item weights count every process's items, so N processes at per-device batch
+b train exactly as one process at batch N x b. Process 0 logs and saves; evaluation runs whole on every process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
@@ -27,7 +33,7 @@ from .callbacks import (
     CallbackHandler, DefaultFlowCallback, PrinterCallback, ProgressCallback, TrainerCallback, TrainerControl,
     TrainerState,
 )
-from .checkpoints import get_last_checkpoint, load_checkpoint, restore_rng_state, rotate_checkpoints, save_checkpoint
+from .checkpoints import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, load_checkpoint, restore_rng_state, rotate_checkpoints, save_checkpoint
 from .collators import DataCollatorWithPadding, default_data_collator
 from .optim import create_optimizer
 from .schedules import get_scheduler
@@ -130,6 +136,7 @@ class Trainer:
         self.state = TrainerState(is_local_process_zero=True, is_world_process_zero=True)
         self.control = TrainerControl()
         self._signature_columns = None
+        self._best_pending = False  # the last evaluation was the best so far: the next checkpoint is the best
         self.control = self.callback_handler.on_init_end(self.args, self.state, self.control)
 
     # --- settings we refuse rather than ignore ---
@@ -147,8 +154,6 @@ class Trainer:
         if reporters:
             raise UnsupportedOptionError(f"TrainingArguments.report_to={reporters}: only the jsonl log ({LOG_FILE}) "
                                          "is written; 'none' and 'all' are accepted")
-        if args.world_size > 1:
-            raise UnsupportedOptionError("distributed training (WORLD_SIZE > 1) is not supported by this Trainer yet")
         if args.output_dir:
             try:
                 os.makedirs(args.output_dir, exist_ok=True)
@@ -271,6 +276,20 @@ class Trainer:
                                               scheduler_specific_kwargs=self.args.lr_scheduler_kwargs or {})
         self.callback_handler.optimizer, self.callback_handler.lr_scheduler = self.optimizer, self.lr_scheduler
 
+    def _distributed(self) -> tuple[int, int]:
+        """(rank, world size); starts the process group under torchrun."""
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return 0, 1
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            backend = self.args.ddp_backend or ("nccl" if torch.cuda.is_available() else "gloo")
+            if backend == "nccl":
+                torch.cuda.set_device(self.args.local_process_index)
+                self.model.to(f"cuda:{self.args.local_process_index}")
+            dist.init_process_group(backend)
+        return dist.get_rank(), dist.get_world_size()
+
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
         if kwargs:
             raise InputError(f"Trainer.train() got unexpected arguments {sorted(kwargs)}")
@@ -292,8 +311,9 @@ class Trainer:
             for name, dataset in self._eval_sets(None).items():
                 self._check_dataset(dataset, name, needs_labels=False)
 
-        batch_size = args.per_device_train_batch_size
-        batches_per_epoch = len(self._batches(self.train_dataset, batch_size, 0, args.dataloader_drop_last))
+        rank, world = self._distributed()
+        batch_size = args.per_device_train_batch_size * world  # the global batch; each process takes its share
+        batches_per_epoch = len(self._batches(self.train_dataset, batch_size, 0, args.dataloader_drop_last or world > 1))
         accumulation = args.gradient_accumulation_steps
         updates_per_epoch = max(math.ceil(batches_per_epoch / accumulation), 1)
         if args.max_steps > 0:
@@ -301,6 +321,7 @@ class Trainer:
         else:
             max_steps, num_epochs = math.ceil(args.num_train_epochs * updates_per_epoch), math.ceil(args.num_train_epochs)
         self.state = TrainerState(max_steps=max_steps, num_train_epochs=num_epochs, train_batch_size=batch_size,
+                                  is_local_process_zero=args.local_process_index == 0, is_world_process_zero=rank == 0,
                                   stateful_callbacks=[c for c in self.callback_handler.callbacks
                                                       if hasattr(c, "state") and hasattr(c, "from_state")])
         self.state.compute_steps(args, max_steps)
@@ -315,6 +336,11 @@ class Trainer:
 
         model = self.model
         model.train()
+        train_model = model
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            train_model = DistributedDataParallel(model)
         self._last_logged = self.state.global_step
         self.control = self.callback_handler.on_train_begin(args, self.state, self.control)
         causal = self._is_causal(model)
@@ -322,7 +348,8 @@ class Trainer:
         grad_norm = None
         start = time.time()
         for epoch in range(start_epoch, num_epochs):
-            epoch_batches = self._batches(self.train_dataset, batch_size, epoch, args.dataloader_drop_last)
+            epoch_batches = self._batches(self.train_dataset, batch_size, epoch, args.dataloader_drop_last or world > 1)
+            epoch_batches = [b[rank::world] for b in epoch_batches]  # this process's rows of each global batch
             skip = skip_batches if epoch == start_epoch else 0
             resuming = bool(resume_from_checkpoint) and epoch == start_epoch and self.state.global_step > 0
             if resuming and not skip:  # at an epoch boundary the saved state precedes this epoch's loader
@@ -336,17 +363,20 @@ class Trainer:
             for group in groups:
                 micro = [next(iterator) for _ in group]
                 items = [_loss_items(b.get("labels"), causal) for b in micro]
-                total_items = sum(items)
+                total_items = self._all_sum(sum(items), world)
                 step_loss = torch.zeros(())
                 self.control = self.callback_handler.on_step_begin(args, self.state, self.control)
-                for batch, n in zip(micro, items):
+                for i, (batch, n) in enumerate(zip(micro, items)):
                     batch = self._to_device(batch)
-                    with self._autocast():
-                        loss = self.compute_loss(model, batch, num_items_in_batch=total_items)
-                    (loss * (n / total_items)).backward()
+                    # DDP averages gradients over processes: scale by world so they add up instead
+                    syncing = i == len(micro) - 1 or world == 1
+                    with (contextlib.nullcontext() if syncing else train_model.no_sync()), self._autocast():
+                        loss = self.compute_loss(train_model, batch, num_items_in_batch=total_items)
+                        (loss * (n * world / total_items)).backward()
                     step_loss += loss.detach().float().cpu() * (n / total_items)
                     if batch is not micro[-1]:
                         self.control = self.callback_handler.on_substep_end(args, self.state, self.control)
+                step_loss = self._all_sum(step_loss, world)
                 if args.max_grad_norm and args.max_grad_norm > 0:
                     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
                 self.control = self.callback_handler.on_pre_optimizer_step(args, self.state, self.control)
@@ -381,6 +411,17 @@ class Trainer:
         self.log(metrics)
         self.control = self.callback_handler.on_train_end(args, self.state, self.control)
         return TrainOutput(self.state.global_step, train_loss, metrics)
+
+    @staticmethod
+    def _all_sum(value, world: int):
+        """`value` (a number or a tensor) summed over every process."""
+        if world == 1:
+            return value
+        import torch.distributed as dist
+
+        tensor = torch.as_tensor(value, dtype=torch.float64).clone()
+        dist.all_reduce(tensor)
+        return tensor.to(value.dtype) if isinstance(value, torch.Tensor) else tensor.item()
 
     def _maybe_log_save_evaluate(self, logged_loss: torch.Tensor, grad_norm) -> torch.Tensor:
         if self.control.should_log and self.state.global_step > self._last_logged:
@@ -417,20 +458,28 @@ class Trainer:
 
     def _save_checkpoint(self) -> None:
         args = self.args
-        path = save_checkpoint(args.output_dir, self.state.global_step, self.model, self.optimizer, self.lr_scheduler,
-                               self.state, args, self.processing_class, save_only_model=args.save_only_model)
-        if getattr(self, "_best_pending", False):
-            self.state.best_model_checkpoint = path
-            self._best_pending = False
-            self.state.save_to_json(os.path.join(path, "trainer_state.json"))
-        rotate_checkpoints(args.output_dir, args.save_total_limit, self.state.best_model_checkpoint)
+        path = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        if self._best_pending:  # every process records it; process 0 writes the checkpoint
+            self.state.best_model_checkpoint, self._best_pending = path, False
+        if self.state.is_world_process_zero:
+            save_checkpoint(args.output_dir, self.state.global_step, self.model, self.optimizer, self.lr_scheduler,
+                            self.state, args, self.processing_class, save_only_model=args.save_only_model)
+            rotate_checkpoints(args.output_dir, args.save_total_limit, self.state.best_model_checkpoint)
+        self._barrier()
+
+    @staticmethod
+    def _barrier() -> None:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
         if self.state.epoch is not None:
             logs["epoch"] = self.state.epoch
         entry = {**logs, "step": self.state.global_step}
         self.state.log_history.append(entry)
-        if self.args.output_dir:
+        if self.args.output_dir and self.state.is_world_process_zero:
             with open(os.path.join(self.args.output_dir, LOG_FILE), "a", encoding="utf-8") as f:
                 f.write(json.dumps(entry) + "\n")
         self.control = self.callback_handler.on_log(self.args, self.state, self.control, logs)
