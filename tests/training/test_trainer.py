@@ -204,3 +204,56 @@ def test_seq2seq_losses_and_generated_predictions_equal_transformers(tmp_path):
     assert a.predictions.shape == (5, 6) and (a.predictions == b.predictions[:, :6]).all()
     assert (b.predictions[:, 6:] == 0).all()
     assert a.metrics["test_loss"] == pytest.approx(b.metrics["test_loss"], abs=1e-6)
+
+
+def test_masked_lm_with_random_masking_equals_transformers(tmp_path, minilm_path):
+    """The MLM collator draws from torch's global generator; the draws happen in the same order as in
+    transformers' Trainer (one seed draw when an epoch's loader starts, then one batch at a time)."""
+    import transformers
+
+    from pretrained.training import DataCollatorForLanguageModeling
+
+    transformers.logging.set_verbosity_error()
+    folder = hf_checkpoint(tmp_path / "m", "BertConfig", "BertForMaskedLM", **dict(BERT, vocab_size=30522))
+    ours_tok = pretrained.AutoTokenizer.from_pretrained(minilm_path)
+    their_tok = transformers.AutoTokenizer.from_pretrained(minilm_path)
+    texts = ["the cat sat on the mat", "a dog barked at the moon all night", "rain fell on the quiet town",
+             "she read the letter twice", "markets rose after the news", "he fixed the old bicycle"] * 3
+    data = [{"input_ids": ids} for ids in ours_tok(texts)["input_ids"]]
+    kwargs = dict(COMMON, remove_unused_columns=False)
+    hf = transformers.Trainer(
+        model=transformers.AutoModelForMaskedLM.from_pretrained(folder), train_dataset=data,
+        data_collator=transformers.DataCollatorForLanguageModeling(their_tok, mlm_probability=0.3),
+        args=transformers.TrainingArguments(output_dir=str(tmp_path / "theirs"), use_cpu=True, **kwargs))
+    hf.train()
+    ours = Trainer(model=pretrained.AutoModelForMaskedLM.from_pretrained(folder), train_dataset=data,
+                   data_collator=DataCollatorForLanguageModeling(ours_tok, mlm_probability=0.3),
+                   args=TrainingArguments(output_dir=str(tmp_path / "ours"), **kwargs))
+    ours.train()
+    for (s1, l1, _), (s2, l2, _) in zip(losses(ours.state.log_history), losses(hf.state.log_history), strict=True):
+        assert s1 == s2 and l1 == pytest.approx(l2, abs=1e-6)
+
+
+def test_early_stopping_stops_and_restores_the_best(tmp_path):
+    from pretrained.training import EarlyStoppingCallback
+
+    folder = hf_checkpoint(tmp_path / "m", "BertConfig", "BertForSequenceClassification", **BERT)
+    data = classification_data()
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), **dict(
+        COMMON, num_train_epochs=20, learning_rate=5e-2, eval_strategy="steps", eval_steps=2, save_strategy="steps",
+        save_steps=2, load_best_model_at_end=True, metric_for_best_model="loss"))
+    trainer = Trainer(model=pretrained.AutoModelForSequenceClassification.from_pretrained(folder), args=args,
+                      train_dataset=data, eval_dataset={"a": data[:6], "b": data[6:12]},
+                      callbacks=[EarlyStoppingCallback(early_stopping_patience=2)])
+    with pytest.raises(ConfigError, match="metric_for_best_model"):  # two eval sets: the metric needs its set's name
+        trainer.train()
+    args.metric_for_best_model = "a_loss"
+    trainer = Trainer(model=pretrained.AutoModelForSequenceClassification.from_pretrained(folder), args=args,
+                      train_dataset=data, eval_dataset={"a": data[:6], "b": data[6:12]},
+                      callbacks=[EarlyStoppingCallback(early_stopping_patience=2)])
+    trainer.train()
+    evals = [e for e in trainer.state.log_history if "eval_a_loss" in e]
+    assert trainer.state.global_step < trainer.state.max_steps  # stopped early
+    best = min(evals, key=lambda e: e["eval_a_loss"])
+    assert [e["step"] for e in evals][-1] == best["step"] + 4  # two evaluations without improvement
+    assert trainer.evaluate(data[:6])["eval_loss"] == pytest.approx(best["eval_a_loss"], abs=1e-6)

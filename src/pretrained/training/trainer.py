@@ -210,8 +210,12 @@ class Trainer:
                                  f"{type(self.model).__name__}.forward ({sorted(self._columns())})")
             label_names = set(self.args.label_names or ["labels", "label", "label_ids"])
             if needs_labels and self.compute_loss_func is None and not keys & label_names:
-                raise InputError(f"{name} has no labels: its columns are {sorted(keys)}; expected one of "
-                                 f"{sorted(label_names)} (or set TrainingArguments.label_names)")
+                with torch.random.fork_rng(devices=[]):  # a collator may add labels (MLM, CLM): ask it, drawing nothing
+                    batch = self.data_collator(self._examples(dataset, range(min(2, len(dataset)))))
+                if not set(batch) & label_names:
+                    raise InputError(f"{name} has no labels: its columns are {sorted(keys)} and the data collator "
+                                     f"adds none; expected one of {sorted(label_names)} (or set "
+                                     "TrainingArguments.label_names)")
 
     def _batches(self, dataset, batch_size: int, epoch: int | None, drop_last: bool):
         """Index batches: a permutation seeded by (data_seed or seed) + epoch, or in order (epoch None)."""
