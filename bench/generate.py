@@ -34,6 +34,9 @@ CASES = {
     "tiny-compiled": ("LlamaConfig", "LlamaForCausalLM", 1, dict(vocab_size=1000, hidden_size=256,
                                                                 intermediate_size=688, num_hidden_layers=4,
                                                                 num_attention_heads=4)),
+    # pretrained against itself: q/k/v and gate/up fused into one matmul each (pretrained.optimize) or not
+    "tiny-fusion": ("LlamaConfig", "LlamaForCausalLM", 1, dict(vocab_size=1000, hidden_size=256, intermediate_size=688,
+                                                              num_hidden_layers=4, num_attention_heads=4)),
     "gpt2-b1": ("GPT2Config", "GPT2LMHeadModel", 1, {}),
     "gpt2-b1-compiled": ("GPT2Config", "GPT2LMHeadModel", 1, {}),
     "gpt2-b8": ("GPT2Config", "GPT2LMHeadModel", 8, {}),
@@ -97,6 +100,11 @@ def run_case(name: str, reps: int, copy_rate: float, read_bandwidth: float) -> N
         getattr(transformers, model_name)(config).save_pretrained(folder)
         theirs = getattr(transformers, model_name).from_pretrained(folder).eval()
         ours = pretrained.AutoModelForCausalLM.from_pretrained(folder)
+        if name == "tiny-fusion":
+            from pretrained.optimize import optimize_for_inference, undo_inference_optimizations
+
+            theirs = optimize_for_inference(undo_inference_optimizations(
+                pretrained.AutoModelForCausalLM.from_pretrained(folder)), fuse_projections=False)
         ids = torch.randint(3, config.vocab_size, (batch, PROMPT), generator=torch.Generator().manual_seed(0))
         compiled = name.endswith("compiled")
         extras = [{}, {}]
@@ -108,7 +116,8 @@ def run_case(name: str, reps: int, copy_rate: float, read_bandwidth: float) -> N
         warmups, (ours_ms, theirs_ms), (a, b) = timed_generates([ours, theirs], ids, reps, extras)
         same = torch.equal(a, b)
         weight_bytes = sum(p.numel() * p.element_size() for p in {id(p): p for p in ours.parameters()}.values())
-        line = (f"{name:14s} batch {batch}: pretrained {ours_ms:7.2f} ms/step  transformers {theirs_ms:7.2f} ms/step  "
+        other = "unfused" if name == "tiny-fusion" else "transformers"
+        line = (f"{name:14s} batch {batch}: pretrained {ours_ms:7.2f} ms/step  {other} {theirs_ms:7.2f} ms/step  "
                 f"speedup x{theirs_ms / ours_ms:4.2f}  tokens identical: {same}")
         if compiled:
             line += f"  | first call (compiles): pretrained {warmups[0]:.1f} s, transformers {warmups[1]:.1f} s"

@@ -127,6 +127,21 @@ class FusedProjection:
         return linear(x, self.weight, self.bias).split_with_sizes(self.sizes, dim=-1)
 
 
+def unfuse_projections(model: nn.Module) -> None:
+    """Give every fused projection its own weight tensor again (a copy each). torch.compile needs this:
+    parameters that are views of one tensor are aliased graph inputs, which it recompiles for; inside a
+    compiled graph inductor fuses the separate products anyway."""
+    for module in model.modules():
+        fused = module.__dict__.pop("fused_projection", None)
+        if fused is None:
+            continue
+        with torch.no_grad():
+            for m in fused.modules:
+                m.weight.data = m.weight.data.clone()
+                if m.bias is not None:
+                    m.bias.data = m.bias.data.clone()
+
+
 def _fuse_projections(model: nn.Module) -> None:
     for module in model.modules():
         for group in getattr(type(module), "fusable_projections", ()):
@@ -145,12 +160,13 @@ register_attention("sdpa_inference", sdpa_inference_attention)
 _ATTENTION_SWAPS = {"sdpa": "sdpa_inference"}
 
 
-def optimize_for_inference(model: nn.Module) -> nn.Module:
+def optimize_for_inference(model: nn.Module, fuse_projections: bool = True) -> nn.Module:
     """Swap in the inference kernels (in place; idempotent). Returns the model."""
     for module in model.modules():
         if type(module) is nn.Linear:
             module.__class__ = InferenceLinear
-    _fuse_projections(model)
+    if fuse_projections:
+        _fuse_projections(model)
     config = getattr(model, "config", None)
     if config is not None and config.attn_implementation in _ATTENTION_SWAPS:
         config.attn_implementation = _ATTENTION_SWAPS[config.attn_implementation]

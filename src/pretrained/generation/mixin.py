@@ -139,6 +139,9 @@ class GenerationMixin:
         """`torch.compile(self.__call__)` with `compile_config`'s arguments, built once per config and kept."""
         compile_config = compile_config or CompileConfig()
         if getattr(self, "_compiled_call", None) is None or self._compiled_call_config != compile_config:
+            from ..optimize import unfuse_projections
+
+            unfuse_projections(self)  # aliased parameters would make every step recompile
             self._compiled_call = torch.compile(self.__call__, **compile_config.to_dict())
             self._compiled_call_config = copy.deepcopy(compile_config)  # the user may change theirs later
         return self._compiled_call

@@ -103,6 +103,13 @@ class DataCollatorWithPadding:
         return batch
 
 
+def _split_labels(features: list[dict]) -> tuple[str, list | None, list[dict]]:
+    """(the label key, "label" or "labels"; each feature's labels or None; the features without them)."""
+    name = "label" if "label" in features[0] else "labels"
+    labels = [f[name] for f in features] if name in features[0] else None
+    return name, labels, [{k: v for k, v in f.items() if k != name} for f in features]
+
+
 @dataclass
 class DataCollatorForTokenClassification:
     """Pad the inputs, then pad the per-token labels to the same length with `label_pad_token_id` on the
@@ -117,10 +124,7 @@ class DataCollatorForTokenClassification:
 
     def __call__(self, features, return_tensors=None) -> dict[str, Any]:
         _check_tensors(return_tensors or self.return_tensors)
-        features = _as_dicts(features)
-        label_name = "label" if "label" in features[0] else "labels"
-        labels = [f[label_name] for f in features] if label_name in features[0] else None
-        inputs = [{k: v for k, v in f.items() if k != label_name} for f in features]
+        label_name, labels, inputs = _split_labels(_as_dicts(features))
         batch = _pad(self.tokenizer, inputs, self.padding, self.max_length, self.pad_to_multiple_of, "pt")
         if labels is None:
             return batch
@@ -146,12 +150,9 @@ class DataCollatorForSeq2Seq:
 
     def __call__(self, features, return_tensors=None) -> dict[str, Any]:
         _check_tensors(return_tensors or self.return_tensors)
-        features = _as_dicts(features)
-        label_name = "label" if "label" in features[0] else "labels"
-        labels = [f[label_name] for f in features] if label_name in features[0] else None
+        label_name, labels, inputs = _split_labels(_as_dicts(features))
         if labels is not None and all(label is None for label in labels):
             labels = None
-        inputs = [{k: v for k, v in f.items() if k != label_name} for f in features]
         batch = _pad(self.tokenizer, inputs, self.padding, self.max_length, self.pad_to_multiple_of, "pt")
         if labels is None:
             batch["labels"] = None
