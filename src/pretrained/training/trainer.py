@@ -409,7 +409,9 @@ class Trainer:
             load_checkpoint(self.state.best_model_checkpoint, self.model, load_rng=False)
         runtime = time.time() - start
         train_loss = total_loss / max(self.state.global_step, 1)
-        metrics = {"train_runtime": runtime, "train_samples_per_second": len(self.train_dataset) * num_epochs / runtime,
+        samples = (max_steps * batch_size * accumulation if args.max_steps > 0
+                   else len(self.train_dataset) * args.num_train_epochs)
+        metrics = {"train_runtime": runtime, "train_samples_per_second": samples / runtime,
                    "train_steps_per_second": self.state.global_step / runtime, "train_loss": train_loss,
                    "epoch": self.state.epoch}
         self.log(metrics)
