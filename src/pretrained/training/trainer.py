@@ -145,7 +145,7 @@ class Trainer:
         args = self.args
         unsupported = {
             "torch_compile": args.torch_compile, "group_by_length": args.group_by_length,
-            "push_to_hub": args.push_to_hub, "fsdp": bool(args.fsdp),
+            "push_to_hub": args.push_to_hub, "fsdp": bool(args.fsdp), "fsdp_config": bool(args.fsdp_config),
         }
         for name, value in unsupported.items():
             if value:
@@ -233,7 +233,8 @@ class Trainer:
     def _loader(self, dataset, batches):
         return torch.utils.data.DataLoader(
             batches, batch_size=None, collate_fn=lambda idx: self.data_collator(self._examples(dataset, idx)),
-            num_workers=self.args.dataloader_num_workers, pin_memory=False)
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory and torch.cuda.is_available())  # pinning helps GPU copies only
 
     def _to_device(self, batch: dict) -> dict:
         device = next(self.model.parameters()).device
