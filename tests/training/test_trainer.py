@@ -257,3 +257,26 @@ def test_early_stopping_stops_and_restores_the_best(tmp_path):
     best = min(evals, key=lambda e: e["eval_a_loss"])
     assert [e["step"] for e in evals][-1] == best["step"] + 4  # two evaluations without improvement
     assert trainer.evaluate(data[:6])["eval_loss"] == pytest.approx(best["eval_a_loss"], abs=1e-6)
+
+
+def test_early_stopping_counters_resume_with_the_checkpoint(tmp_path):
+    from pretrained.training import EarlyStoppingCallback
+
+    folder = hf_checkpoint(tmp_path / "m", "BertConfig", "BertForSequenceClassification", **BERT)
+    data = classification_data()
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), **dict(
+        COMMON, num_train_epochs=4, eval_strategy="steps", eval_steps=2, save_strategy="steps", save_steps=2,
+        metric_for_best_model="accuracy", greater_is_better=True))
+    stopper = EarlyStoppingCallback(early_stopping_patience=50)
+    trainer = Trainer(model=pretrained.AutoModelForSequenceClassification.from_pretrained(folder), args=args,
+                      train_dataset=data, eval_dataset=data[:8], callbacks=[stopper],
+                      compute_metrics=lambda p: {"accuracy": 0.5})  # never improves after the first evaluation
+    trainer.train()
+    counter = stopper.early_stopping_patience_counter
+    assert counter > 0
+    again = EarlyStoppingCallback(early_stopping_patience=50)
+    resumed = Trainer(model=pretrained.AutoModelForSequenceClassification.from_pretrained(folder), args=args,
+                      train_dataset=data, eval_dataset=data[:8], callbacks=[again],
+                      compute_metrics=lambda p: {"accuracy": 0.5})
+    resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-10"))
+    assert again.early_stopping_patience_counter == counter

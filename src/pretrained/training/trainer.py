@@ -30,7 +30,7 @@ from torch import nn
 from ..errors import ConfigError, InputError, UnsupportedOptionError
 from .arguments import TrainingArguments
 from .callbacks import (
-    CallbackHandler, DefaultFlowCallback, PrinterCallback, ProgressCallback, TrainerCallback, TrainerControl,
+    CallbackHandler, DefaultFlowCallback, ExportableState, PrinterCallback, ProgressCallback, TrainerCallback, TrainerControl,
     TrainerState,
 )
 from .checkpoints import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, load_checkpoint, restore_rng_state, rotate_checkpoints, save_checkpoint
@@ -326,9 +326,7 @@ class Trainer:
         else:
             max_steps, num_epochs = math.ceil(args.num_train_epochs * updates_per_epoch), math.ceil(args.num_train_epochs)
         self.state = TrainerState(max_steps=max_steps, num_train_epochs=num_epochs, train_batch_size=batch_size,
-                                  is_local_process_zero=args.local_process_index == 0, is_world_process_zero=rank == 0,
-                                  stateful_callbacks=[c for c in self.callback_handler.callbacks
-                                                      if hasattr(c, "state") and hasattr(c, "from_state")])
+                                  is_local_process_zero=args.local_process_index == 0, is_world_process_zero=rank == 0)
         self.state.compute_steps(args, max_steps)
         self.create_optimizer_and_scheduler(max_steps)
 
@@ -336,6 +334,11 @@ class Trainer:
         if resume_from_checkpoint:
             self.state = load_checkpoint(resume_from_checkpoint, self.model, self.optimizer, self.lr_scheduler,
                                          load_rng=False)
+            for callback in self.callback_handler.callbacks:
+                saved = self.state.stateful_callbacks.get(type(callback).__name__)
+                if isinstance(callback, ExportableState) and isinstance(saved, dict):
+                    for name, value in saved.get("attributes", {}).items():
+                        setattr(callback, name, value)
             start_epoch = self.state.global_step // updates_per_epoch
             skip_batches = (self.state.global_step % updates_per_epoch) * accumulation
 
@@ -468,6 +471,9 @@ class Trainer:
         path = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         if self._best_pending:  # every process records it; process 0 writes the checkpoint
             self.state.best_model_checkpoint, self._best_pending = path, False
+        # callbacks with counters (early stopping's patience) resume where they were
+        self.state.stateful_callbacks = {type(c).__name__: c.state() for c in self.callback_handler.callbacks
+                                         if isinstance(c, ExportableState)}
         if self.state.is_world_process_zero:
             save_checkpoint(args.output_dir, self.state.global_step, self.model, self.optimizer, self.lr_scheduler,
                             self.state, args, self.processing_class, save_only_model=args.save_only_model)
