@@ -1,4 +1,5 @@
-"""Small building blocks shared by architectures: the activation table, norms, and rotary position embeddings with their scaling variants (default, linear, dynamic, llama3, yarn)."""
+"""Small building blocks shared by architectures: the activation table, norms, soft-capping, sinusoidal
+tables, and rotary position embeddings with their scaling variants (default, linear, dynamic, llama3, yarn)."""
 
 from __future__ import annotations
 
