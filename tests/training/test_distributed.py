@@ -30,10 +30,18 @@ SCRIPT = textwrap.dedent('''
     args = TrainingArguments(output_dir=out, per_device_train_batch_size=batch, gradient_accumulation_steps=2,
                              learning_rate=5e-3, num_train_epochs=2, logging_steps=1, seed=7, optim="adamw_torch",
                              warmup_steps=1, report_to="none", save_strategy="steps", save_steps=3, disable_tqdm=True)
-    trainer = Trainer(model=model, args=args, train_dataset=data)
+    def token_accuracy(prediction):
+        logits, labels = prediction
+        keep = labels[:, 1:] != -100
+        return {"accuracy": float((logits[:, :-1].argmax(-1) == labels[:, 1:])[keep].mean())}
+
+    trainer = Trainer(model=model, args=args, train_dataset=data, eval_dataset=data[:11],
+                      compute_metrics=token_accuracy)
     trainer.train()
+    metrics = trainer.evaluate()  # 11 rows in batches of 8: the processes split them, then gather
     if trainer.state.is_world_process_zero:
         losses = [(e["step"], e["loss"]) for e in trainer.state.log_history if "loss" in e]
+        losses.append(("eval", metrics["eval_loss"], metrics["eval_accuracy"]))
         torch.save({k: v.detach() for k, v in model.state_dict().items()}, out + "/final.pt")
         with open(out + "/losses.json", "w") as f:
             json.dump(losses, f)
@@ -58,8 +66,8 @@ def test_two_process_ddp_equals_one_process(tmp_path):
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
                     f"--master_port={_free_port()}", str(script), folder, str(two), "2"], check=True, timeout=300)
     a, b = json.loads((one / "losses.json").read_text()), json.loads((two / "losses.json").read_text())
-    assert [s for s, _ in a] == [s for s, _ in b] == list(range(1, 7))
-    for (_, la), (_, lb) in zip(a, b):
+    assert [s for s, *_ in a] == [s for s, *_ in b] == [*range(1, 7), "eval"]
+    for (_, *la), (_, *lb) in zip(a, b):
         assert la == pytest.approx(lb, abs=1e-6)
     wa, wb = torch.load(one / "final.pt", weights_only=True), torch.load(two / "final.pt", weights_only=True)
     # Gradients differ by float rounding only (two half-batch sums all-reduced vs one sum); Adam divides by

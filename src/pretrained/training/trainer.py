@@ -8,7 +8,7 @@ epoch, so resuming from a checkpoint replays exactly the batches and random stat
 Under torchrun (WORLD_SIZE > 1) the model runs in PyTorch's DistributedDataParallel (gloo on CPU, nccl on
 GPUs): each global batch of per_device_train_batch_size x world rows is the single-process batch, split
 between the processes, and the item weights count every process's items, so N processes at per-device batch
-b train exactly as one process at batch N x b. Process 0 logs and saves; evaluation runs whole on every process.
+b train exactly as one process at batch N x b. Process 0 logs and saves; evaluation splits the batches between the processes and gathers the results.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -281,6 +282,14 @@ class Trainer:
                                               scheduler_specific_kwargs=self.args.lr_scheduler_kwargs or {})
         self.callback_handler.optimizer, self.callback_handler.lr_scheduler = self.optimizer, self.lr_scheduler
 
+    @staticmethod
+    def _rank_and_world() -> tuple[int, int]:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
     def _distributed(self) -> tuple[int, int]:
         """(rank, world size); starts the process group under torchrun."""
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
@@ -536,7 +545,10 @@ class Trainer:
         if prediction_loss_only:
             return loss, None, None
         ignore = set(ignore_keys or []) | {"loss", "past_key_values"}
-        values = [v for k, v in outputs.items() if k not in ignore] if isinstance(outputs, dict) else list(outputs[1:])
+        if isinstance(outputs, Mapping):  # ModelOutput: the fields that are set, minus loss and caches
+            values = [v for k, v in outputs.items() if k not in ignore]
+        else:
+            values = list(outputs[1:] if loss is not None else outputs)
         logits = values[0] if len(values) == 1 else tuple(values)
         return loss, logits, labels
 
@@ -545,21 +557,28 @@ class Trainer:
         was_training = model.training
         model.eval()
         batches = self._batches(dataset, self.args.per_device_eval_batch_size, None, False)
-        losses, all_logits, all_labels = [], [], []
+        rank, world = self._rank_and_world()
+        mine = list(range(rank, len(batches), world))  # processes take turns over the batches
+        records = []  # (batch number, loss, rows, logits, labels) on the CPU
         start = time.time()
-        for batch in self._loader(dataset, batches):
+        for number, batch in zip(mine, self._loader(dataset, [batches[i] for i in mine])):
             batch = self._to_device(batch)
             loss, logits, labels = self.prediction_step(model, batch, prediction_loss_only=False, ignore_keys=ignore_keys)
-            n = len(next(iter(v for v in batch.values() if isinstance(v, torch.Tensor))))
-            if loss is not None:
-                losses.append((float(loss), n))
             if logits is not None and self.preprocess_logits_for_metrics is not None:
                 logits = self.preprocess_logits_for_metrics(logits, labels)
-            all_logits.append(logits)
-            if labels is not None:
-                all_labels.append(labels)
+            records.append((number, None if loss is None else float(loss), len(batches[number]), _to_cpu(logits),
+                            _to_cpu(labels)))
             self.control = self.callback_handler.on_prediction_step(self.args, self.state, self.control)
         model.train(was_training)
+        if world > 1:  # every process gets every batch's results, in dataset order
+            import torch.distributed as dist
+
+            gathered = [None] * world
+            dist.all_gather_object(gathered, records)
+            records = sorted((r for part in gathered for r in part), key=lambda r: r[0])
+        losses = [(loss, n) for _, loss, n, _, _ in records if loss is not None]
+        all_logits = [r[3] for r in records]
+        all_labels = [r[4] for r in records if r[4] is not None]
         predictions = _concat(all_logits)
         label_ids = _concat(all_labels) if all_labels else None
         metrics = {}
@@ -580,6 +599,12 @@ class Trainer:
         self.model.save_pretrained(output_dir)
         if self.processing_class is not None and hasattr(self.processing_class, "save_pretrained"):
             self.processing_class.save_pretrained(output_dir)
+
+
+def _to_cpu(value):
+    if isinstance(value, tuple):
+        return tuple(_to_cpu(v) for v in value)
+    return value.detach().cpu() if isinstance(value, torch.Tensor) else value
 
 
 def _concat(parts: list):
