@@ -120,6 +120,8 @@ class Trainer:
             raise InputError("pass either model or model_init to Trainer, not both")
         self.model_init = model_init
         self.model = model if model is not None else self._call_model_init()
+        if model is not None and self.args.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable(self.args.gradient_checkpointing_kwargs)
         self.processing_class = processing_class if processing_class is not None else tokenizer
         if data_collator is None:
             data_collator = (DataCollatorWithPadding(self.processing_class) if hasattr(self.processing_class, "pad")
@@ -129,8 +131,6 @@ class Trainer:
         self.compute_loss_func, self.compute_metrics = compute_loss_func, compute_metrics
         self.preprocess_logits_for_metrics = preprocess_logits_for_metrics
         self.optimizer, self.lr_scheduler = optimizers
-        if self.args.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable(self.args.gradient_checkpointing_kwargs)
         default = [DefaultFlowCallback, PrinterCallback if self.args.disable_tqdm else ProgressCallback]
         self.callback_handler = CallbackHandler(default + list(callbacks or []), self.model, self.processing_class,
                                                 self.optimizer, self.lr_scheduler)
@@ -167,6 +167,8 @@ class Trainer:
         model = self.model_init()
         if model is None:
             raise InputError("model_init returned None; it must return a model")
+        if self.args.gradient_checkpointing:
+            model.gradient_checkpointing_enable(self.args.gradient_checkpointing_kwargs)
         return model
 
     # --- callbacks ---
@@ -291,18 +293,17 @@ class Trainer:
         return 0, 1
 
     def _distributed(self) -> tuple[int, int]:
-        """(rank, world size); starts the process group under torchrun."""
+        """(rank, world size); starts the process group under torchrun and puts the model on this process's GPU."""
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
             return 0, 1
         import torch.distributed as dist
 
         if not dist.is_initialized():
-            backend = self.args.ddp_backend or ("nccl" if torch.cuda.is_available() else "gloo")
-            if backend == "nccl":
-                torch.cuda.set_device(self.args.local_process_index)
-                self.model.to(f"cuda:{self.args.local_process_index}")
-            dist.init_process_group(backend)
-        return dist.get_rank(), dist.get_world_size()
+            dist.init_process_group(self.args.ddp_backend or ("nccl" if torch.cuda.is_available() else "gloo"))
+        if dist.get_backend() == "nccl":
+            torch.cuda.set_device(self.args.local_process_index)
+            self.model.to(f"cuda:{self.args.local_process_index}")
+        return self._rank_and_world()
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
         if kwargs:
