@@ -93,6 +93,12 @@ def output_flags(config: PretrainedConfig, output_attentions, output_hidden_stat
             config.output_hidden_states if output_hidden_states is None else output_hidden_states)
 
 
+def own_class(model: nn.Module) -> type:
+    """The model's class, past the subclass torch's wrappers swap in place (FSDP2's fully_shard makes
+    `FSDPLlamaForCausalLM` of a LlamaForCausalLM): the name a checkpoint records and the class that reloads it."""
+    return next(c for c in type(model).__mro__ if not c.__module__.startswith("torch."))
+
+
 class PreTrainedModel(nn.Module):
     """Base of every model. Subclasses set `config_class` and `base_model_prefix` and call
     `self.post_init()` at the end of `__init__`."""
@@ -461,7 +467,7 @@ class PreTrainedModel(nn.Module):
             for part_key, part in conversion.split_combined(key, tensor, rules).items():
                 out[conversion.to_checkpoint_key(part_key, rules)] = part
         config = copy.deepcopy(self.config)
-        config.architectures = [type(self).__name__]
+        config.architectures = [own_class(self).__name__]
         config.dtype = str(self.dtype).removeprefix("torch.")
         save_state_dict(out, os.fspath(save_directory), max_shard_size, safe_serialization=safe_serialization)
         config.save_pretrained(save_directory)

@@ -17,7 +17,7 @@ from dataclasses import InitVar, dataclass, fields
 from enum import Enum
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UnsupportedOptionError
 
 
 class _Choice(str, Enum):
@@ -66,6 +66,23 @@ class OptimizerNames(_Choice):
     ADAMW_TORCH_FUSED = "adamw_torch_fused"
     SGD = "sgd"
     ADAFACTOR = "adafactor"
+
+
+SAMPLING_STRATEGIES = ("random", "sequential", "group_by_length")
+HUB_STRATEGIES = ("end", "every_save", "checkpoint", "all_checkpoints")
+
+FSDP_OPTIONS = ("full_shard", "shard_grad_op", "hybrid_shard", "hybrid_shard_zero2", "auto_wrap", "offload")
+# fsdp_config keys and what they must hold; FSDP1-only tuning knobs are refused by name
+FSDP_CONFIG_KEYS = {
+    "transformer_layer_cls_to_wrap": "a class name or a list of class names of the layers sharded one by one",
+    "min_num_params": "an int: shard every module holding at least this many parameters not yet sharded",
+    "reshard_after_forward": "a bool: free gathered parameters after each forward (full_shard) or keep them",
+    "activation_checkpointing": "a bool: recompute each layer's activations in backward",
+    "version": "2 (FSDP2, torch.distributed.fsdp.fully_shard)",
+    "fsdp_version": "2 (FSDP2, torch.distributed.fsdp.fully_shard)",
+    "sync_module_states": "True: process 0's weights are sent to every process before sharding (always done)",
+    "use_orig_params": "True: the optimizer sees the model's own parameters (always so with FSDP2)",
+}
 
 
 # fields that may arrive as a JSON string from a command line
@@ -132,7 +149,8 @@ class TrainingArguments:
     remove_unused_columns: bool = True
     label_names: list[str] | None = None
     label_smoothing_factor: float = 0.0
-    group_by_length: bool = False
+    train_sampling_strategy: str = "random"  # "random", "sequential" or "group_by_length"
+    group_by_length: bool = False  # Transformers 4's spelling of train_sampling_strategy="group_by_length"
     length_column_name: str = "length"
 
     report_to: str | list[str] | None = "none"
@@ -143,16 +161,21 @@ class TrainingArguments:
     resume_from_checkpoint: str | None = None
 
     push_to_hub: bool = False
-    hub_model_id: str | None = None
+    hub_model_id: str | None = None  # None: the output folder's name
     hub_token: str | None = None
+    hub_private_repo: bool | None = None
+    hub_strategy: str = "every_save"  # "end", "every_save", "checkpoint" or "all_checkpoints"
+    hub_revision: str | None = None
 
     torch_compile: bool = False
+    torch_compile_backend: str | None = None  # setting it (or the mode) turns torch_compile on
+    torch_compile_mode: str | None = None
     disable_tqdm: bool | None = None  # None: True when the "pretrained" logger is quieter than WARNING
     use_cpu: bool = False
     local_rank: int = -1
     ddp_backend: str | None = None
-    fsdp: str | list | None = None
-    fsdp_config: dict | str | None = None
+    fsdp: str | list | bool | None = None  # "full_shard" / "shard_grad_op" / "hybrid_shard", + "auto_wrap", "offload"
+    fsdp_config: dict | str | None = None  # a dict, a JSON string or a JSON file (keys: distributed.FSDP_CONFIG_KEYS)
 
     evaluation_strategy: InitVar[str | None] = None  # the old name of eval_strategy
 
@@ -170,6 +193,17 @@ class TrainingArguments:
                     setattr(self, name, json.loads(value))
                 except json.JSONDecodeError as e:
                     raise ConfigError(f"TrainingArguments.{name} is not valid JSON: {e}") from None
+        if isinstance(self.fsdp_config, str):  # a path to a JSON file, as accelerate writes them
+            try:
+                with open(self.fsdp_config, encoding="utf-8") as f:
+                    self.fsdp_config = json.load(f)
+            except (OSError, json.JSONDecodeError) as e:
+                raise ConfigError(f"TrainingArguments.fsdp_config={self.fsdp_config!r} is neither a JSON object nor a "
+                                  f"readable JSON file: {e}") from None
+        if self.fsdp_config is not None and not isinstance(self.fsdp_config, dict):
+            raise ConfigError(f"TrainingArguments.fsdp_config must be a dict, a JSON object string or a JSON file, "
+                              f"got {self.fsdp_config!r}")
+        check_fsdp_arguments(self.fsdp, self.fsdp_config)
         for name in ("lr_scheduler_kwargs", "gradient_checkpointing_kwargs"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), dict):
                 raise ConfigError(f"TrainingArguments.{name} must be a dict or a JSON object string, "
@@ -201,6 +235,13 @@ class TrainingArguments:
                 setattr(self, name, _steps(getattr(self, name), name))
 
         self._check_warmup()
+        self._check_sampling()
+        if self.torch_compile_backend is not None or self.torch_compile_mode is not None:
+            self.torch_compile = True
+        if self.torch_compile and self.torch_compile_backend is None:
+            self.torch_compile_backend = "inductor"
+        if self.hub_strategy not in HUB_STRATEGIES:
+            raise ConfigError(f"TrainingArguments.hub_strategy={self.hub_strategy!r}; expected one of {HUB_STRATEGIES}")
         if self.metric_for_best_model is None and self.load_best_model_at_end:
             self.metric_for_best_model = "loss"
         if self.greater_is_better is None and self.metric_for_best_model is not None:
@@ -231,6 +272,17 @@ class TrainingArguments:
         if self.warmup_steps:
             raise ConfigError(f"TrainingArguments: warmup_steps={self.warmup_steps} and warmup_ratio="
                               f"{self.warmup_ratio} are both set; pass one (a warmup_steps below 1 is a ratio)")
+
+    def _check_sampling(self):
+        if self.train_sampling_strategy not in SAMPLING_STRATEGIES:
+            raise ConfigError(f"TrainingArguments.train_sampling_strategy={self.train_sampling_strategy!r}; "
+                              f"expected one of {SAMPLING_STRATEGIES}")
+        if self.group_by_length:
+            if self.train_sampling_strategy not in ("random", "group_by_length"):
+                raise ConfigError(f"TrainingArguments: group_by_length=True and train_sampling_strategy="
+                                  f"{self.train_sampling_strategy!r} disagree; pass only train_sampling_strategy")
+            self.train_sampling_strategy = "group_by_length"
+        self.group_by_length = self.train_sampling_strategy == "group_by_length"
 
     def _check_best_model(self):
         if self.save_strategy == SaveStrategy.BEST and self.metric_for_best_model is None:
@@ -379,3 +431,34 @@ def _steps(value: float, name: str) -> float | int:
                               "(below 1 it is a ratio)")
         return int(value)
     return value
+
+
+def check_fsdp_arguments(fsdp, fsdp_config) -> tuple[list[str], dict]:
+    """TrainingArguments.fsdp / fsdp_config as (options, config), each name checked."""
+    if fsdp is True:
+        fsdp = "full_shard"
+    options = (fsdp.split() if isinstance(fsdp, str) else list(fsdp or [])) if fsdp is not False else []
+    for option in options:
+        if option not in FSDP_OPTIONS:
+            raise ConfigError(f"TrainingArguments.fsdp: unknown option {option!r}; expected some of {FSDP_OPTIONS}")
+    if len([o for o in options if o not in ("auto_wrap", "offload")]) > 1:
+        raise ConfigError(f"TrainingArguments.fsdp={fsdp!r} names more than one sharding strategy")
+    if options and not set(options) - {"auto_wrap", "offload"}:
+        options.insert(0, "full_shard")
+    config = dict(fsdp_config or {})
+    for key, value in config.items():
+        if key not in FSDP_CONFIG_KEYS:
+            raise UnsupportedOptionError(f"TrainingArguments.fsdp_config[{key!r}] is not supported; supported keys: "
+                                         f"{sorted(FSDP_CONFIG_KEYS)}")
+        if key in ("version", "fsdp_version") and value != 2:
+            raise UnsupportedOptionError(f"TrainingArguments.fsdp_config[{key!r}]={value!r}: only FSDP2 exists here")
+        if key in ("sync_module_states", "use_orig_params") and value is not True:
+            raise UnsupportedOptionError(f"TrainingArguments.fsdp_config[{key!r}]={value!r}: expected "
+                                         f"{FSDP_CONFIG_KEYS[key]}")
+        if key == "min_num_params" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"TrainingArguments.fsdp_config['min_num_params']={value!r} must be a positive int")
+    if config and not options:
+        raise ConfigError("TrainingArguments.fsdp_config is set but fsdp is empty; set fsdp='full_shard auto_wrap'")
+    if "transformer_layer_cls_to_wrap" in config and isinstance(config["transformer_layer_cls_to_wrap"], str):
+        config["transformer_layer_cls_to_wrap"] = [config["transformer_layer_cls_to_wrap"]]
+    return options, config

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, UnsafeCheckpointError
+from ..modeling import own_class
+from . import distributed
 from .callbacks import TrainerState
 
 logger = logging.getLogger(__name__)
@@ -50,9 +52,12 @@ _LEFTOVER_RE = re.compile(rf"^\.({PREFIX_CHECKPOINT_DIR}-\d+)\.(tmp|old)-[0-9a-f
 # --- saving ---
 
 def save_checkpoint(output_dir, step: int, model, optimizer=None, scheduler=None, state=None, args=None,
-                    processing_class=None, save_only_model: bool = False, scaler=None) -> str:
+                    processing_class=None, save_only_model: bool = False, scaler=None, model_state_dict=None,
+                    optimizer_state_dict=None) -> str:
     """Write output_dir/checkpoint-{step} atomically (replacing an existing one) and return its path.
-    save_only_model: only the model, processing_class, trainer_state.json and training_args.json."""
+    save_only_model: only the model, processing_class, trainer_state.json and training_args.json.
+    model_state_dict / optimizer_state_dict: what to write instead of the objects' own (a sharded model's
+    whole state, gathered beforehand by every process)."""
     output_dir = os.fspath(output_dir)
     os.makedirs(output_dir, exist_ok=True)
     _remove_leftovers(output_dir)
@@ -62,7 +67,12 @@ def save_checkpoint(output_dir, step: int, model, optimizer=None, scheduler=None
     os.mkdir(staging)  # not mkdtemp: its 0700 mode would become the checkpoint's
     try:
         if hasattr(model, "save_pretrained"):
-            model.save_pretrained(staging)
+            model.save_pretrained(staging, state_dict=model_state_dict)
+        elif model_state_dict is not None:
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in model_state_dict.items()},
+                      os.path.join(staging, MODEL_WEIGHTS_NAME), metadata={"format": "pt"})
         else:
             from safetensors.torch import save_model
 
@@ -72,7 +82,8 @@ def save_checkpoint(output_dir, step: int, model, optimizer=None, scheduler=None
         if not save_only_model:
             for obj, filename in ((optimizer, OPTIMIZER_NAME), (scheduler, SCHEDULER_NAME), (scaler, SCALER_NAME)):
                 if obj is not None:
-                    torch.save(obj.state_dict(), os.path.join(staging, filename))
+                    given = optimizer_state_dict if obj is optimizer else None
+                    torch.save(given if given is not None else obj.state_dict(), os.path.join(staging, filename))
             _write_rng_state(os.path.join(staging, RNG_STATE_NAME), capture_rng_state())
         if state is not None:
             state.save_to_json(os.path.join(staging, TRAINER_STATE_NAME))
@@ -181,7 +192,11 @@ def load_checkpoint(checkpoint_dir, model=None, optimizer=None, scheduler=None, 
         _load_model(model, checkpoint_dir)
     for obj, name in ((optimizer, OPTIMIZER_NAME), (scheduler, SCHEDULER_NAME), (scaler, SCALER_NAME)):
         if obj is not None:
-            obj.load_state_dict(_torch_load(os.path.join(checkpoint_dir, name)))
+            state_dict = _torch_load(os.path.join(checkpoint_dir, name))
+            if obj is optimizer:
+                distributed.load_optimizer_state(model, optimizer, state_dict)
+            else:
+                obj.load_state_dict(state_dict)
     if load_rng:
         restore_rng_state(checkpoint_dir)
     return TrainerState.load_from_json(os.path.join(checkpoint_dir, TRAINER_STATE_NAME))
@@ -194,24 +209,26 @@ def _load_model(model, checkpoint_dir: str) -> None:
     tied weights are undone exactly as on any load; a dtype shared by all the model's floating tensors (else
     float64, which holds every narrower format exactly) keeps the values bit-exact."""
     if not hasattr(model, "from_pretrained"):
-        from safetensors.torch import load_model
+        from safetensors.torch import load_file, load_model
 
         path = os.path.join(checkpoint_dir, MODEL_WEIGHTS_NAME)
         try:
-            load_model(model, path, strict=True)
-        except RuntimeError as e:
+            if distributed.is_sharded(model):
+                distributed.load_model_state(model, load_file(path))
+            else:  # load_model restores the tensors save_model wrote once for several names
+                load_model(model, path, strict=True)
+        except (RuntimeError, KeyError) as e:
             raise CheckpointError(f"{path} does not match {type(model).__name__}: {e}") from e
         return
     dtypes = {t.dtype for t in model.state_dict().values() if t.is_floating_point()}
     dtype = dtypes.pop() if len(dtypes) == 1 else torch.float64
-    loaded, info = type(model).from_pretrained(checkpoint_dir, config=model.config, dtype=dtype,
-                                               output_loading_info=True)
+    loaded, info = own_class(model).from_pretrained(checkpoint_dir, config=model.config, dtype=dtype,
+                                                    output_loading_info=True)
     problems = {kind: sorted(map(str, info[kind])) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")
                 if info[kind]}
     if problems:
         raise CheckpointError(f"the weights in {checkpoint_dir} do not match {type(model).__name__}: {problems}")
-    with torch.no_grad():
-        model.load_state_dict(loaded.state_dict(), strict=True)
+    distributed.load_model_state(model, loaded.state_dict())
 
 
 def _torch_load(path: str):

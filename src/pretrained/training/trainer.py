@@ -13,7 +13,6 @@ b train exactly as one process at batch N x b. Process 0 logs and saves; evaluat
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import json
 import math
@@ -36,7 +35,9 @@ from .callbacks import (
 )
 from .checkpoints import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, load_checkpoint, restore_rng_state, rotate_checkpoints, save_checkpoint
 from .collators import DataCollatorWithPadding, default_data_collator
+from . import distributed
 from .optim import create_optimizer
+from .sampling import MEGABATCH_BATCHES, example_lengths, index_batches
 from .schedules import get_scheduler
 
 LOG_FILE = "trainer_log.jsonl"  # every log entry, one JSON object per line, whatever report_to says
@@ -144,13 +145,13 @@ class Trainer:
 
     def _check_args(self) -> None:
         args = self.args
-        unsupported = {
-            "torch_compile": args.torch_compile, "group_by_length": args.group_by_length,
-            "push_to_hub": args.push_to_hub, "fsdp": bool(args.fsdp), "fsdp_config": bool(args.fsdp_config),
-        }
+        unsupported = {"push_to_hub": args.push_to_hub}
         for name, value in unsupported.items():
             if value:
                 raise UnsupportedOptionError(f"TrainingArguments.{name} is not supported by this Trainer yet")
+        if getattr(args, "predict_with_generate", False) and args.fsdp:
+            raise UnsupportedOptionError("Seq2SeqTrainingArguments.predict_with_generate with fsdp: generation runs "
+                                         "a different number of steps on each process; evaluate unsharded")
         reporters = [r for r in (args.report_to or []) if r not in ("none", "all")]
         if reporters:
             raise UnsupportedOptionError(f"TrainingArguments.report_to={reporters}: only the jsonl log ({LOG_FILE}) "
@@ -221,17 +222,18 @@ class Trainer:
                                      "TrainingArguments.label_names)")
 
     def _batches(self, dataset, batch_size: int, epoch: int | None, drop_last: bool):
-        """Index batches: a permutation seeded by (data_seed or seed) + epoch, or in order (epoch None)."""
-        n = len(dataset)
-        if epoch is None:
-            order = torch.arange(n)
-        else:
-            generator = torch.Generator().manual_seed((self.args.data_seed or self.args.seed) + epoch)
-            order = torch.randperm(n, generator=generator)
-        batches = [order[i:i + batch_size].tolist() for i in range(0, n, batch_size)]
-        if drop_last and batches and len(batches[-1]) < batch_size:
-            batches.pop()
-        return batches
+        """Index batches: a permutation seeded by (data_seed or seed) + epoch (grouped by length with
+        group_by_length), or in order (epoch None)."""
+        if epoch is None or self.args.train_sampling_strategy == "sequential":
+            return index_batches(len(dataset), batch_size, None, drop_last)
+        lengths = None
+        if self.args.group_by_length:
+            if getattr(self, "_lengths", (None,))[0] is not dataset:
+                input_name = getattr(self.model, "main_input_name", "input_ids")
+                self._lengths = (dataset, example_lengths(dataset, self.args.length_column_name, input_name))
+            lengths = self._lengths[1]
+        return index_batches(len(dataset), batch_size, (self.args.data_seed or self.args.seed) + epoch, drop_last,
+                             lengths, MEGABATCH_BATCHES * batch_size * self.args.gradient_accumulation_steps)
 
     def _loader(self, dataset, batches):
         return torch.utils.data.DataLoader(
@@ -284,27 +286,6 @@ class Trainer:
                                               scheduler_specific_kwargs=self.args.lr_scheduler_kwargs or {})
         self.callback_handler.optimizer, self.callback_handler.lr_scheduler = self.optimizer, self.lr_scheduler
 
-    @staticmethod
-    def _rank_and_world() -> tuple[int, int]:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-        return 0, 1
-
-    def _distributed(self) -> tuple[int, int]:
-        """(rank, world size); starts the process group under torchrun and puts the model on this process's GPU."""
-        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-            return 0, 1
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group(self.args.ddp_backend or ("nccl" if torch.cuda.is_available() else "gloo"))
-        if dist.get_backend() == "nccl":
-            torch.cuda.set_device(self.args.local_process_index)
-            self.model.to(f"cuda:{self.args.local_process_index}")
-        return self._rank_and_world()
-
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
         if kwargs:
             raise InputError(f"Trainer.train() got unexpected arguments {sorted(kwargs)}")
@@ -326,7 +307,7 @@ class Trainer:
             for name, dataset in self._eval_sets(None).items():
                 self._check_dataset(dataset, name, needs_labels=False)
 
-        rank, world = self._distributed()
+        rank, world = distributed.start(args, self.model)
         batch_size = args.per_device_train_batch_size * world  # the global batch; each process takes its share
         batches_per_epoch = len(self._batches(self.train_dataset, batch_size, 0, args.dataloader_drop_last or world > 1))
         accumulation = args.gradient_accumulation_steps
@@ -338,6 +319,14 @@ class Trainer:
         self.state = TrainerState(max_steps=max_steps, num_train_epochs=num_epochs, train_batch_size=batch_size,
                                   is_local_process_zero=args.local_process_index == 0, is_world_process_zero=rank == 0)
         self.state.compute_steps(args, max_steps)
+        model = self.model
+        model.train()
+        if distributed.is_sharded(model) or (self.optimizer is not None and args.fsdp):
+            raise InputError("Trainer with fsdp: the model is sharded once, by train(), and the optimizer built over "
+                             "its sharded parameters; pass an unsharded model and no optimizer")
+        train_model = distributed.wrap(model, args, world)  # FSDP shards `model` in place: before the optimizer
+        if args.torch_compile:  # the training forward and backward; evaluation runs the model as it is
+            train_model = torch.compile(train_model, backend=args.torch_compile_backend, mode=args.torch_compile_mode)
         self.create_optimizer_and_scheduler(max_steps)
 
         start_epoch, skip_batches = 0, 0
@@ -352,13 +341,6 @@ class Trainer:
             start_epoch = self.state.global_step // updates_per_epoch
             skip_batches = (self.state.global_step % updates_per_epoch) * accumulation
 
-        model = self.model
-        model.train()
-        train_model = model
-        if world > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
-            train_model = DistributedDataParallel(model)
         self._last_logged = self.state.global_step
         self.control = self.callback_handler.on_train_begin(args, self.state, self.control)
         causal = self._is_causal(model)
@@ -381,22 +363,22 @@ class Trainer:
             for group in groups:
                 micro = [next(iterator) for _ in group]
                 items = [_loss_items(b.get("labels"), causal) for b in micro]
-                total_items = self._all_sum(sum(items), world)
+                total_items = distributed.all_sum(sum(items), world)
                 step_loss = torch.zeros(())
                 self.control = self.callback_handler.on_step_begin(args, self.state, self.control)
                 for i, (batch, n) in enumerate(zip(micro, items)):
                     batch = self._to_device(batch)
-                    # DDP averages gradients over processes: scale by world so they add up instead
-                    syncing = i == len(micro) - 1 or world == 1
-                    with (contextlib.nullcontext() if syncing else train_model.no_sync()), self._autocast():
+                    # DDP and FSDP average gradients over processes: scale by world so they add up instead
+                    with distributed.gradient_sync(train_model, i == len(micro) - 1), self._autocast():
                         loss = self.compute_loss(train_model, batch, num_items_in_batch=total_items)
                         (loss * (n * world / total_items)).backward()
                     step_loss += loss.detach().float().cpu() * (n / total_items)
                     if batch is not micro[-1]:
                         self.control = self.callback_handler.on_substep_end(args, self.state, self.control)
-                step_loss = self._all_sum(step_loss, world)
+                step_loss = distributed.all_sum(step_loss, world)
                 if args.max_grad_norm and args.max_grad_norm > 0:
-                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                    grad_norm = distributed.full_tensor(torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                                                       args.max_grad_norm))
                 self.control = self.callback_handler.on_pre_optimizer_step(args, self.state, self.control)
                 self.optimizer.step()
                 self.control = self.callback_handler.on_optimizer_step(args, self.state, self.control)
@@ -431,17 +413,6 @@ class Trainer:
         self.log(metrics)
         self.control = self.callback_handler.on_train_end(args, self.state, self.control)
         return TrainOutput(self.state.global_step, train_loss, metrics)
-
-    @staticmethod
-    def _all_sum(value, world: int):
-        """`value` (a number or a tensor) summed over every process."""
-        if world == 1:
-            return value
-        import torch.distributed as dist
-
-        tensor = torch.as_tensor(value, dtype=torch.float64).clone()
-        dist.all_reduce(tensor)
-        return tensor.to(value.dtype) if isinstance(value, torch.Tensor) else tensor.item()
 
     def _maybe_log_save_evaluate(self, logged_loss: torch.Tensor, grad_norm) -> torch.Tensor:
         if self.control.should_log and self.state.global_step > self._last_logged:
@@ -484,18 +455,14 @@ class Trainer:
         # callbacks with counters (early stopping's patience) resume where they were
         self.state.stateful_callbacks = {type(c).__name__: c.state() for c in self.callback_handler.callbacks
                                          if isinstance(c, ExportableState)}
+        model_state = distributed.model_state(self.model)  # a sharded model: every process gathers
+        optimizer_state = None if args.save_only_model else distributed.optimizer_state(self.model, self.optimizer)
         if self.state.is_world_process_zero:
             save_checkpoint(args.output_dir, self.state.global_step, self.model, self.optimizer, self.lr_scheduler,
-                            self.state, args, self.processing_class, save_only_model=args.save_only_model)
+                            self.state, args, self.processing_class, save_only_model=args.save_only_model,
+                            model_state_dict=model_state, optimizer_state_dict=optimizer_state)
             rotate_checkpoints(args.output_dir, args.save_total_limit, self.state.best_model_checkpoint)
-        self._barrier()
-
-    @staticmethod
-    def _barrier() -> None:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            dist.barrier()
+        distributed.barrier()
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
         if self.state.epoch is not None:
@@ -558,13 +525,18 @@ class Trainer:
         was_training = model.training
         model.eval()
         batches = self._batches(dataset, self.args.per_device_eval_batch_size, None, False)
-        rank, world = self._rank_and_world()
+        rank, world = distributed.rank_and_world()
         mine = list(range(rank, len(batches), world))  # processes take turns over the batches
+        turns = len(mine)
+        if distributed.is_sharded(model):  # every process must run as many forwards (each one gathers weights)
+            mine += [mine[-1] if mine else 0] * (math.ceil(len(batches) / world) - turns)
         records = []  # (batch number, loss, rows, logits, labels) on the CPU
         start = time.time()
-        for number, batch in zip(mine, self._loader(dataset, [batches[i] for i in mine])):
+        for j, (number, batch) in enumerate(zip(mine, self._loader(dataset, [batches[i] for i in mine]))):
             batch = self._to_device(batch)
             loss, logits, labels = self.prediction_step(model, batch, prediction_loss_only=False, ignore_keys=ignore_keys)
+            if j >= turns:
+                continue  # a repeat that kept a sharded model's processes in step
             if logits is not None and self.preprocess_logits_for_metrics is not None:
                 logits = self.preprocess_logits_for_metrics(logits, labels)
             records.append((number, None if loss is None else float(loss), len(batches[number]), _to_cpu(logits),
@@ -596,10 +568,14 @@ class Trainer:
     # --- saving ---
 
     def save_model(self, output_dir: str | None = None) -> None:
+        """The model (whole, when training sharded it) and processing class, written by process 0."""
         output_dir = output_dir or self.args.output_dir
-        self.model.save_pretrained(output_dir)
-        if self.processing_class is not None and hasattr(self.processing_class, "save_pretrained"):
-            self.processing_class.save_pretrained(output_dir)
+        model_state = distributed.model_state(self.model)
+        if distributed.rank_and_world()[0] == 0:
+            self.model.save_pretrained(output_dir, state_dict=model_state)
+            if self.processing_class is not None and hasattr(self.processing_class, "save_pretrained"):
+                self.processing_class.save_pretrained(output_dir)
+        distributed.barrier()
 
 
 def _to_cpu(value):
