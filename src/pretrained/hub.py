@@ -99,6 +99,7 @@ def _download(repo_id: str, filename: str, options: HubOptions, required: bool) 
             local_files_only=options.local_files_only,
             token=options.token,
             force_download=options.force_download,
+            endpoint=_endpoint(),
             library_name="pretrained",
         )
     except GatedRepoError as e:
@@ -139,3 +140,32 @@ def first_existing(name_or_path, filenames, options: HubOptions | None = None) -
         if path is not None:
             return filename, path
     return None
+
+
+# --- uploads ---
+
+def hub_api(token: str | bool | None = None, action: str = "push"):
+    """An HfApi at HF_ENDPOINT; refused while HF_HUB_OFFLINE is set."""
+    from huggingface_hub import HfApi, constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise CheckpointError(f"cannot {action}: HF_HUB_OFFLINE is set (unset it to reach {_endpoint()})")
+    return HfApi(endpoint=_endpoint(), token=token)
+
+
+def create_repo(api, repo_id: str, private: bool | None = None, revision: str | None = None) -> str:
+    """Create `repo_id` (and the branch `revision`) unless they exist; the repo's full id."""
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    if revision is not None:
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    return repo_id
+
+
+def push_folder(folder: str | os.PathLike, repo_id: str, *, token: str | bool | None = None, private: bool | None = None,
+                revision: str | None = None, commit_message: str = "Upload folder", **upload_kwargs):
+    """Commit `folder`'s files to `repo_id` (created if needed) through huggingface_hub at HF_ENDPOINT;
+    `upload_kwargs` are HfApi.upload_folder's (path_in_repo, ignore_patterns, delete_patterns, ...)."""
+    api = hub_api(token, f"push {os.fspath(folder)!r} to {repo_id!r}")
+    repo_id = create_repo(api, repo_id, private, revision)
+    return api.upload_folder(repo_id=repo_id, folder_path=os.fspath(folder), commit_message=commit_message,
+                             revision=revision, **upload_kwargs)

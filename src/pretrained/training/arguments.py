@@ -166,6 +166,7 @@ class TrainingArguments:
     hub_private_repo: bool | None = None
     hub_strategy: str = "every_save"  # "end", "every_save", "checkpoint" or "all_checkpoints"
     hub_revision: str | None = None
+    hub_always_push: bool = False  # push at every save even while the previous upload still runs
 
     torch_compile: bool = False
     torch_compile_backend: str | None = None  # setting it (or the mode) turns torch_compile on

@@ -139,16 +139,15 @@ class Trainer:
         self.control = TrainerControl()
         self._signature_columns = None
         self._best_pending = False  # the last evaluation was the best so far: the next checkpoint is the best
+        self._pusher = None
+        if self.args.push_to_hub and self.args.should_save:
+            self._hub()  # the repo is created now: a wrong token or name fails before training
         self.control = self.callback_handler.on_init_end(self.args, self.state, self.control)
 
     # --- settings we refuse rather than ignore ---
 
     def _check_args(self) -> None:
         args = self.args
-        unsupported = {"push_to_hub": args.push_to_hub}
-        for name, value in unsupported.items():
-            if value:
-                raise UnsupportedOptionError(f"TrainingArguments.{name} is not supported by this Trainer yet")
         if getattr(args, "predict_with_generate", False) and args.fsdp:
             raise UnsupportedOptionError("Seq2SeqTrainingArguments.predict_with_generate with fsdp: generation runs "
                                          "a different number of steps on each process; evaluate unsharded")
@@ -411,6 +410,8 @@ class Trainer:
                    "train_steps_per_second": self.state.global_step / runtime, "train_loss": train_loss,
                    "epoch": self.state.epoch}
         self.log(metrics)
+        if self._pusher is not None:
+            self._pusher.wait()
         self.control = self.callback_handler.on_train_end(args, self.state, self.control)
         return TrainOutput(self.state.global_step, train_loss, metrics)
 
@@ -461,6 +462,8 @@ class Trainer:
             save_checkpoint(args.output_dir, self.state.global_step, self.model, self.optimizer, self.lr_scheduler,
                             self.state, args, self.processing_class, save_only_model=args.save_only_model,
                             model_state_dict=model_state, optimizer_state_dict=optimizer_state)
+            if args.push_to_hub:
+                self._hub().push_checkpoint(path, self.state.global_step)
             rotate_checkpoints(args.output_dir, args.save_total_limit, self.state.best_model_checkpoint)
         distributed.barrier()
 
@@ -567,8 +570,9 @@ class Trainer:
 
     # --- saving ---
 
-    def save_model(self, output_dir: str | None = None) -> None:
-        """The model (whole, when training sharded it) and processing class, written by process 0."""
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """The model (whole, when training sharded it) and processing class, written by process 0; pushed to
+        the hub too when push_to_hub is set."""
         output_dir = output_dir or self.args.output_dir
         model_state = distributed.model_state(self.model)
         if distributed.rank_and_world()[0] == 0:
@@ -576,6 +580,31 @@ class Trainer:
             if self.processing_class is not None and hasattr(self.processing_class, "save_pretrained"):
                 self.processing_class.save_pretrained(output_dir)
         distributed.barrier()
+        if self.args.push_to_hub and not _internal_call:
+            self.push_to_hub(commit_message="Model save")
+
+    def _hub(self):
+        if self._pusher is None:
+            from .pushing import HubPusher
+
+            self._pusher = HubPusher(self.args)
+        return self._pusher
+
+    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True, token: str | None = None,
+                    revision: str | None = None, **kwargs):
+        """Save the model into output_dir and upload it (not its checkpoints) to hub_model_id (default: the
+        output folder's name); the commit info, or a Future when not blocking. Process 0 uploads."""
+        if kwargs:
+            raise UnsupportedOptionError(f"Trainer.push_to_hub: {sorted(kwargs)} (model card fields) are not "
+                                         "supported yet")
+        if token is not None or revision is not None:
+            self.args.hub_token = token if token is not None else self.args.hub_token
+            self.args.hub_revision = revision if revision is not None else self.args.hub_revision
+            self._pusher = None
+        self.save_model(_internal_call=True)
+        if not self.args.should_save:
+            return None
+        return self._hub().push_output(self.args.output_dir, commit_message or "End of training", blocking)
 
 
 def _to_cpu(value):
