@@ -37,6 +37,7 @@ from .checkpoints import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, load_checkp
 from .collators import DataCollatorWithPadding, default_data_collator
 from . import distributed
 from .optim import create_optimizer
+from .reporters import reporter_callbacks
 from .sampling import MEGABATCH_BATCHES, example_lengths, index_batches
 from .schedules import get_scheduler
 
@@ -132,7 +133,8 @@ class Trainer:
         self.compute_loss_func, self.compute_metrics = compute_loss_func, compute_metrics
         self.preprocess_logits_for_metrics = preprocess_logits_for_metrics
         self.optimizer, self.lr_scheduler = optimizers
-        default = [DefaultFlowCallback, PrinterCallback if self.args.disable_tqdm else ProgressCallback]
+        default = [DefaultFlowCallback, *reporter_callbacks(self.args.report_to),
+                   PrinterCallback if self.args.disable_tqdm else ProgressCallback]
         self.callback_handler = CallbackHandler(default + list(callbacks or []), self.model, self.processing_class,
                                                 self.optimizer, self.lr_scheduler)
         self.state = TrainerState(is_local_process_zero=True, is_world_process_zero=True)
@@ -151,10 +153,6 @@ class Trainer:
         if getattr(args, "predict_with_generate", False) and args.fsdp:
             raise UnsupportedOptionError("Seq2SeqTrainingArguments.predict_with_generate with fsdp: generation runs "
                                          "a different number of steps on each process; evaluate unsharded")
-        reporters = [r for r in (args.report_to or []) if r not in ("none", "all")]
-        if reporters:
-            raise UnsupportedOptionError(f"TrainingArguments.report_to={reporters}: only the jsonl log ({LOG_FILE}) "
-                                         "is written; 'none' and 'all' are accepted")
         if args.output_dir:
             try:
                 os.makedirs(args.output_dir, exist_ok=True)
