@@ -45,3 +45,24 @@ def example_lengths(dataset, column: str, input_name: str) -> list[int]:
                              f"(length_column_name) nor {input_name!r} to measure")
         lengths.append(int(example[column]) if column in example else len(example[input_name]))
     return lengths
+
+
+def is_streamed(dataset) -> bool:
+    """An iterable dataset without a length (torch IterableDataset, datasets.IterableDataset, ...)."""
+    return not hasattr(dataset, "__len__") and hasattr(dataset, "__iter__")
+
+
+def stream_rows(dataset, epoch: int, batch_size: int, rank: int, world: int, drop_last: bool):
+    """One pass over an iterable dataset, in its own order, as this process's rows of each global batch of
+    `batch_size` examples. `set_epoch(epoch)` is called first where the dataset has it (so its own shuffling
+    changes each pass, as with datasets.IterableDataset.shuffle)."""
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+    rows = []
+    for example in dataset:
+        rows.append(example)
+        if len(rows) == batch_size:
+            yield rows[rank::world]
+            rows = []
+    if rows and not drop_last:
+        yield rows[rank::world]

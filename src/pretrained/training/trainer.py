@@ -14,10 +14,12 @@ b train exactly as one process at batch N x b. Process 0 logs and saves; evaluat
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,7 +40,7 @@ from .collators import DataCollatorWithPadding, default_data_collator
 from . import distributed
 from .optim import create_optimizer
 from .reporters import reporter_callbacks
-from .sampling import MEGABATCH_BATCHES, example_lengths, index_batches
+from .sampling import MEGABATCH_BATCHES, example_lengths, index_batches, is_streamed, stream_rows
 from .schedules import get_scheduler
 
 LOG_FILE = "trainer_log.jsonl"  # every log entry, one JSON object per line, whatever report_to says
@@ -189,7 +191,10 @@ class Trainer:
         return self._signature_columns
 
     def _examples(self, dataset, indices) -> list[dict]:
-        examples = [dataset[int(i)] for i in indices]
+        return self._inputs([dataset[int(i)] for i in indices])
+
+    def _inputs(self, examples: list) -> list:
+        """The examples without the columns the model does not take (remove_unused_columns)."""
         if self.args.remove_unused_columns and examples and isinstance(examples[0], dict):
             keep = self._columns()
             examples = [{k: v for k, v in ex.items() if k in keep} for ex in examples]
@@ -198,12 +203,18 @@ class Trainer:
     def _check_dataset(self, dataset, name: str, needs_labels: bool) -> None:
         if dataset is None:
             raise InputError(f"Trainer needs a {name}")
-        if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
+        if is_streamed(dataset) and name == "train_dataset":
+            self._check_stream(dataset)
+            head = list(itertools.islice(iter(dataset), 2))
+        elif not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
             raise InputError(f"{name} must be a sized, indexable dataset (a list of dicts, a torch Dataset or a "
-                             f"datasets.Dataset), got {type(dataset).__name__}")
-        if len(dataset) == 0:
+                             f"datasets.Dataset){' or an iterable one' if name == 'train_dataset' else ''}, got "
+                             f"{type(dataset).__name__}")
+        else:
+            head = [dataset[i] for i in range(min(2, len(dataset)))]
+        if not head:
             raise InputError(f"{name} is empty")
-        first = dataset[0]
+        first = head[0]
         if isinstance(first, dict):
             keys = set(first)
             if self.args.remove_unused_columns and not keys & (self._columns() - {"label", "label_ids", "labels"}):
@@ -212,11 +223,26 @@ class Trainer:
             label_names = set(self.args.label_names or ["labels", "label", "label_ids"])
             if needs_labels and self.compute_loss_func is None and not keys & label_names:
                 with torch.random.fork_rng(devices=[]):  # a collator may add labels (MLM, CLM): ask it, drawing nothing
-                    batch = self.data_collator(self._examples(dataset, range(min(2, len(dataset)))))
+                    batch = self.data_collator(self._inputs(head))
                 if not set(batch) & label_names:
                     raise InputError(f"{name} has no labels: its columns are {sorted(keys)} and the data collator "
                                      f"adds none; expected one of {sorted(label_names)} (or set "
                                      "TrainingArguments.label_names)")
+
+    def _check_stream(self, dataset) -> None:
+        args = self.args
+        if iter(dataset) is dataset:
+            raise InputError("train_dataset is an iterator, which one pass exhausts: pass an iterable that starts "
+                             "over on each iter() (a torch IterableDataset, a datasets.IterableDataset)")
+        if args.max_steps <= 0:
+            raise ConfigError("TrainingArguments.max_steps must be set when train_dataset has no length (an "
+                              "iterable dataset): the number of steps cannot be derived from num_train_epochs")
+        if args.group_by_length:
+            raise ConfigError("TrainingArguments.group_by_length needs every example's length up front; "
+                              "train_dataset is an iterable dataset")
+        if args.dataloader_num_workers:
+            raise ConfigError("TrainingArguments.dataloader_num_workers > 0 with an iterable train_dataset would "
+                              "read every example once per worker; use 0")
 
     def _batches(self, dataset, batch_size: int, epoch: int | None, drop_last: bool):
         """Index batches: a permutation seeded by (data_seed or seed) + epoch (grouped by length with
@@ -306,13 +332,20 @@ class Trainer:
 
         rank, world = distributed.start(args, self.model)
         batch_size = args.per_device_train_batch_size * world  # the global batch; each process takes its share
-        batches_per_epoch = len(self._batches(self.train_dataset, batch_size, 0, args.dataloader_drop_last or world > 1))
+        drop_last = args.dataloader_drop_last or world > 1
+        streamed = is_streamed(self.train_dataset)
         accumulation = args.gradient_accumulation_steps
-        updates_per_epoch = max(math.ceil(batches_per_epoch / accumulation), 1)
-        if args.max_steps > 0:
-            max_steps, num_epochs = args.max_steps, math.ceil(args.max_steps / updates_per_epoch)
+        if streamed:  # passes over the stream until max_steps (checked above)
+            updates_per_epoch = None
+            max_steps, num_epochs = args.max_steps, sys.maxsize
         else:
-            max_steps, num_epochs = math.ceil(args.num_train_epochs * updates_per_epoch), math.ceil(args.num_train_epochs)
+            batches_per_epoch = len(self._batches(self.train_dataset, batch_size, 0, drop_last))
+            updates_per_epoch = max(math.ceil(batches_per_epoch / accumulation), 1)
+            if args.max_steps > 0:
+                max_steps, num_epochs = args.max_steps, math.ceil(args.max_steps / updates_per_epoch)
+            else:
+                max_steps = math.ceil(args.num_train_epochs * updates_per_epoch)
+                num_epochs = math.ceil(args.num_train_epochs)
         self.state = TrainerState(max_steps=max_steps, num_train_epochs=num_epochs, train_batch_size=batch_size,
                                   is_local_process_zero=args.local_process_index == 0, is_world_process_zero=rank == 0)
         self.state.compute_steps(args, max_steps)
@@ -335,8 +368,11 @@ class Trainer:
                 if isinstance(callback, ExportableState) and isinstance(saved, dict):
                     for name, value in saved.get("attributes", {}).items():
                         setattr(callback, name, value)
-            start_epoch = self.state.global_step // updates_per_epoch
-            skip_batches = (self.state.global_step % updates_per_epoch) * accumulation
+            if streamed:  # passes are replayed from the first, skipping what was trained
+                skip_batches = self.state.global_step * accumulation
+            else:
+                start_epoch = self.state.global_step // updates_per_epoch
+                skip_batches = (self.state.global_step % updates_per_epoch) * accumulation
 
         self._last_logged = self.state.global_step
         self.control = self.callback_handler.on_train_begin(args, self.state, self.control)
@@ -344,21 +380,32 @@ class Trainer:
         total_loss, logged_loss = 0.0, torch.zeros(())
         grad_norm = None
         start = time.time()
+        resuming = bool(resume_from_checkpoint) and self.state.global_step > 0
         for epoch in range(start_epoch, num_epochs):
-            epoch_batches = self._batches(self.train_dataset, batch_size, epoch, args.dataloader_drop_last or world > 1)
-            epoch_batches = [b[rank::world] for b in epoch_batches]  # this process's rows of each global batch
-            skip = skip_batches if epoch == start_epoch else 0
-            resuming = bool(resume_from_checkpoint) and epoch == start_epoch and self.state.global_step > 0
-            if resuming and not skip:  # at an epoch boundary the saved state precedes this epoch's loader
-                restore_rng_state(resume_from_checkpoint)
-            iterator = iter(self._loader(self.train_dataset, epoch_batches[skip:]))
-            if resuming and skip:  # mid-epoch it follows the loader's creation (which draws a seed)
-                restore_rng_state(resume_from_checkpoint)
+            if streamed:
+                rows = stream_rows(self.train_dataset, epoch, batch_size, rank, world, drop_last)
+                skip = sum(1 for _ in itertools.islice(rows, skip_batches))
+                skip_batches -= skip
+                if skip_batches:  # a whole pass trained before the checkpoint
+                    continue
+                if resuming:
+                    restore_rng_state(resume_from_checkpoint)
+                iterator = (self.data_collator(self._inputs(r)) for r in rows)
+                epoch_length = max_steps * accumulation  # as Transformers counts a pass of unknown length
+            else:
+                epoch_batches = self._batches(self.train_dataset, batch_size, epoch, drop_last)
+                epoch_batches = [b[rank::world] for b in epoch_batches]  # this process's rows of each global batch
+                skip, skip_batches = skip_batches, 0
+                if resuming and not skip:  # at an epoch boundary the saved state precedes this epoch's loader
+                    restore_rng_state(resume_from_checkpoint)
+                iterator = iter(self._loader(self.train_dataset, epoch_batches[skip:]))
+                if resuming and skip:  # mid-epoch it follows the loader's creation (which draws a seed)
+                    restore_rng_state(resume_from_checkpoint)
+                epoch_length = len(epoch_batches)
+            resuming = False
             self.control = self.callback_handler.on_epoch_begin(args, self.state, self.control)
-            groups = [epoch_batches[i:i + accumulation] for i in range(skip, len(epoch_batches), accumulation)]
             done = skip
-            for group in groups:
-                micro = [next(iterator) for _ in group]
+            while micro := list(itertools.islice(iterator, accumulation)):
                 items = [_loss_items(b.get("labels"), causal) for b in micro]
                 total_items = distributed.all_sum(sum(items), world)
                 step_loss = torch.zeros(())
@@ -388,11 +435,13 @@ class Trainer:
                 total_loss += float(step_loss)
                 self.state.global_step += 1
                 done += len(micro)
-                self.state.epoch = epoch + done / len(epoch_batches)
+                self.state.epoch = epoch + done / epoch_length
                 self.control = self.callback_handler.on_step_end(args, self.state, self.control)
                 logged_loss = self._maybe_log_save_evaluate(logged_loss, grad_norm)
                 if self.control.should_epoch_stop or self.control.should_training_stop:
                     break
+            if done == skip and streamed:
+                raise InputError(f"train_dataset yielded no batch of {batch_size} examples in pass {epoch}")
             self.control = self.callback_handler.on_epoch_end(args, self.state, self.control)
             logged_loss = self._maybe_log_save_evaluate(logged_loss, grad_norm)
             if self.control.should_training_stop:
