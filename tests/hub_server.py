@@ -66,6 +66,14 @@ class LocalHub:
             visibility = spec.get("visibility")  # huggingface_hub 1.x+; older clients send "private"
             self.private[repo] = spec.get("private") if visibility is None else visibility == "private"
             return _reply(request, 200, {"url": f"{self.url}/{repo}", "name": repo})
+        if method == "POST" and path == "/api/validate-yaml":  # the client checks a README's metadata first
+            import yaml
+
+            try:
+                yaml.safe_load(json.loads(body)["content"].split("---")[1])
+            except (yaml.YAMLError, IndexError) as e:
+                return _reply(request, 400, {"error": f"invalid YAML metadata: {e}"})
+            return _reply(request, 200, {})
         if parts[:2] == ["api", "models"] and len(parts) >= 5:
             repo, action, rest = "/".join(parts[2:4]), parts[4], "/".join(parts[5:])
             if repo not in self.repos:

@@ -259,6 +259,12 @@ def cmd_scan(args) -> int:
         print(json.dumps(report, indent=2))
         return 0 if report["safe"] else 3
     print(f"{report['path']}: {report['summary']}")
+    card = report.get("card")
+    if card:
+        shown = {k: card[k] for k in ("library_name", "pipeline_tag", "base_model", "license", "datasets") if card.get(k)}
+        print("  model card: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+    if "card_error" in report:
+        print(f"  model card: {report['card_error']}")
     for f in report["files"]:
         line = f"  {f['name']:40} {f['kind']:12} {_size(f['bytes']):>9}"
         if "parameters" in f:

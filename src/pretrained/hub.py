@@ -142,6 +142,19 @@ def first_existing(name_or_path, filenames, options: HubOptions | None = None) -
     return None
 
 
+def card_metadata(folder: str | os.PathLike) -> dict | None:
+    """The YAML metadata of a model card (folder/README.md) as a dict; None when there is no card."""
+    path = os.path.join(folder, "README.md")
+    if not os.path.isfile(path):
+        return None
+    from huggingface_hub import ModelCard
+
+    try:
+        return ModelCard.load(path).data.to_dict()
+    except Exception as e:  # huggingface_hub raises ValueError or yaml's own errors for bad metadata
+        raise CheckpointError(f"{path}: the model card's YAML metadata cannot be read: {e}") from e
+
+
 # --- uploads ---
 
 def hub_api(token: str | bool | None = None, action: str = "push"):

@@ -13,6 +13,7 @@ import pickletools
 import zipfile
 
 from .errors import CheckpointError, UnsafeCheckpointError
+from .hub import card_metadata
 from .weights import read_index, read_safetensors_header
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -117,5 +118,11 @@ def scan_folder(path: str) -> dict:
     unsafe = [f["name"] for f in files if f.get("safe") is False]
     summary = (f"{len(files)} files, weights: {', '.join(formats) or 'none'}, {parameters:,} parameters; "
                + (f"UNSAFE or invalid: {', '.join(unsafe)}" if unsafe else "nothing unsafe"))
-    return {"path": os.path.abspath(path), "files": files, "formats": formats, "parameters": parameters,
-            "safe": safe, "summary": summary}
+    report = {"path": os.path.abspath(path), "files": files, "formats": formats, "parameters": parameters,
+              "safe": safe, "summary": summary}
+    if os.path.isdir(path) and "README.md" in names:
+        try:
+            report["card"] = card_metadata(path)
+        except CheckpointError as e:
+            report["card_error"] = str(e)
+    return report

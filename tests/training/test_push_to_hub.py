@@ -9,7 +9,7 @@ from safetensors.torch import load
 
 import pretrained
 from hub_server import LocalHub
-from pretrained.errors import CheckpointError, UnsupportedOptionError
+from pretrained.errors import CheckpointError, InputError
 from pretrained.training import TrainingArguments
 from pretrained.training.trainer import Trainer
 
@@ -55,8 +55,9 @@ def test_checkpoints_and_the_final_model_reach_the_repo(hub, tmp_path):
     assert "Training in progress, step 2" in summaries or "Training in progress, step 4" in summaries
     assert not list((tmp_path / "run").glob(".push-*"))  # upload snapshots are cleaned up
 
-    trainer.push_to_hub()
+    trainer.push_to_hub(license="apache-2.0")
     assert hub.commits[-1][2] == "End of training"
+    assert b"license: apache-2.0" in hub.files("org/tiny-cls")["README.md"]  # the model card went with it
     files = hub.files("org/tiny-cls")
     final = trainer.model.state_dict()
     pushed = load(files["model.safetensors"])
@@ -92,8 +93,8 @@ def test_refusals_name_the_cause(hub, tmp_path, monkeypatch):
     with pytest.raises(HfHubHTTPError, match="401"):
         trainer_for(tmp_path, hub_token="hf_wrong")  # before any training
     trainer = trainer_for(tmp_path)
-    with pytest.raises(UnsupportedOptionError, match="license"):
-        trainer.push_to_hub(license="mit")
+    with pytest.raises(InputError, match="licence"):
+        trainer.push_to_hub(licence="mit")  # a misspelt model card field
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(CheckpointError, match="HF_HUB_OFFLINE"):
         trainer_for(tmp_path)

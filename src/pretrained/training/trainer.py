@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, InputError, UnsupportedOptionError
+from ..files import atomic_write_text
 from .arguments import TrainingArguments
 from .callbacks import (
     CallbackHandler, DefaultFlowCallback, ExportableState, PrinterCallback, ProgressCallback, TrainerCallback, TrainerControl,
@@ -43,7 +44,9 @@ from .reporters import reporter_callbacks
 from .sampling import MEGABATCH_BATCHES, example_lengths, index_batches, is_streamed, stream_rows
 from .schedules import get_scheduler
 
-LOG_FILE = "trainer_log.jsonl"  # every log entry, one JSON object per line, whatever report_to says
+LOG_FILE = "trainer_log.jsonl"
+CARD_FIELDS = ("language", "license", "tags", "model_name", "finetuned_from", "tasks", "dataset_tags", "dataset",
+               "dataset_args")  # Trainer.create_model_card's, accepted by push_to_hub  # every log entry, one JSON object per line, whatever report_to says
 
 
 def set_seed(seed: int, deterministic: bool = False) -> None:
@@ -144,6 +147,7 @@ class Trainer:
         self._signature_columns = None
         self._best_pending = False  # the last evaluation was the best so far: the next checkpoint is the best
         self._pusher = None
+        self._card_fields = {}  # what push_to_hub(**kwargs) asked the model card to say
         if self.args.push_to_hub and self.args.should_save:
             self._hub()  # the repo is created now: a wrong token or name fails before training
         self.control = self.callback_handler.on_init_end(self.args, self.state, self.control)
@@ -626,9 +630,23 @@ class Trainer:
             self.model.save_pretrained(output_dir, state_dict=model_state)
             if self.processing_class is not None and hasattr(self.processing_class, "save_pretrained"):
                 self.processing_class.save_pretrained(output_dir)
+            self.create_model_card(output_dir=output_dir, **self._card_fields)
         distributed.barrier()
         if self.args.push_to_hub and not _internal_call:
             self.push_to_hub(commit_message="Model save")
+
+    def create_model_card(self, language=None, license=None, tags=None, model_name=None, finetuned_from=None,
+                          tasks=None, dataset_tags=None, dataset=None, dataset_args=None, output_dir=None) -> str:
+        """Write output_dir/README.md: the hub's YAML metadata and a summary of this training (see
+        training/model_card.py); returns its path."""
+        from .model_card import README_NAME, build_model_card
+
+        card = build_model_card(self.model, self.args, self.state.log_history, model_name=model_name,
+                                language=language, license=license, tags=tags, finetuned_from=finetuned_from,
+                                tasks=tasks, dataset_tags=dataset_tags, dataset=dataset, dataset_args=dataset_args)
+        path = os.path.join(output_dir or self.args.output_dir, README_NAME)
+        atomic_write_text(path, str(card))
+        return path
 
     def _hub(self):
         if self._pusher is None:
@@ -641,9 +659,11 @@ class Trainer:
                     revision: str | None = None, **kwargs):
         """Save the model into output_dir and upload it (not its checkpoints) to hub_model_id (default: the
         output folder's name); the commit info, or a Future when not blocking. Process 0 uploads."""
-        if kwargs:
-            raise UnsupportedOptionError(f"Trainer.push_to_hub: {sorted(kwargs)} (model card fields) are not "
-                                         "supported yet")
+        unknown = set(kwargs) - set(CARD_FIELDS)
+        if unknown:
+            raise InputError(f"Trainer.push_to_hub: unexpected arguments {sorted(unknown)}; model card fields are "
+                             f"{list(CARD_FIELDS)}")
+        self._card_fields = {**self._card_fields, **kwargs}
         if token is not None or revision is not None:
             self.args.hub_token = token if token is not None else self.args.hub_token
             self.args.hub_revision = revision if revision is not None else self.args.hub_revision
