@@ -524,6 +524,7 @@ class Trainer:
         entry = {**logs, "step": self.state.global_step}
         self.state.log_history.append(entry)
         if self.args.output_dir and self.state.is_world_process_zero:
+            os.makedirs(self.args.output_dir, exist_ok=True)  # args may have changed since __init__ checked it
             with open(os.path.join(self.args.output_dir, LOG_FILE), "a", encoding="utf-8") as f:
                 f.write(json.dumps(entry) + "\n")
         self.control = self.callback_handler.on_log(self.args, self.state, self.control, logs)
@@ -634,6 +635,16 @@ class Trainer:
         distributed.barrier()
         if self.args.push_to_hub and not _internal_call:
             self.push_to_hub(commit_message="Model save")
+
+    def hyperparameter_search(self, hp_space: Callable | None = None, compute_objective: Callable | None = None,
+                              n_trials: int = 20, direction: str = "minimize", backend: str | None = None,
+                              hp_name: Callable | None = None, **kwargs):
+        """Train n_trials models (model_init) with settings from hp_space(trial) and return the BestRun; optuna
+        when installed (backend="optuna", kwargs go to optuna.create_study), else backend="random". See
+        training/search.py."""
+        from .search import run_search
+
+        return run_search(self, hp_space, compute_objective, n_trials, direction, backend, hp_name, **kwargs)
 
     def create_model_card(self, language=None, license=None, tags=None, model_name=None, finetuned_from=None,
                           tasks=None, dataset_tags=None, dataset=None, dataset_args=None, output_dir=None) -> str:
