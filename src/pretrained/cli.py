@@ -285,6 +285,29 @@ def _size(n: int) -> str:
     return str(n)
 
 
+# --- train ---
+
+def cmd_train(args) -> int:
+    from .errors import InputError
+    from .training.nocode import Options, train
+
+    options = Options(task=args.task, model=args.model, data=args.data, output=args.output, valid=args.valid,
+                      epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
+                      seed=args.seed, search=args.search, progress=not args.quiet,
+                      **{name: getattr(args, name) for name in ("text_column", "label_column", "tokens_column",
+                                                                "tags_column", "messages_column", "source_column",
+                                                                "target_column")})
+    try:
+        report = train(options)
+    except InputError as e:
+        raise CommandError(str(e)) from None
+    shown = {k: v for k, v in report.items() if k.startswith("eval_") and not k.endswith(("_runtime", "_second"))}
+    print(f"trained {args.task} on {report['train_rows']} rows, evaluated on {report['validation_rows']}: "
+          + ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in shown.items()))
+    print(f"model, tokenizer, model card and eval_report.txt in {args.output}")
+    return 0
+
+
 # --- entry point ---
 
 def build_parser() -> argparse.ArgumentParser:
@@ -330,6 +353,29 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("--exclude", action="append", metavar="GLOB",
                           help="skip these files (repeatable; default skips TF/Flax/ONNX weights)")
     download.set_defaults(func=cmd_download)
+
+    train = sub.add_parser("train", help="fine-tune a model on a CSV/TSV/JSON lines/Parquet/CoNLL file, no code")
+    train.add_argument("task", choices=["text-classification", "token-classification", "causal-lm", "seq2seq"])
+    train.add_argument("--model", "-m", required=True, help="hub id or local folder of the model to fine-tune")
+    train.add_argument("--data", required=True, help="training data: .csv, .tsv, .jsonl, .parquet or .conll")
+    train.add_argument("--valid", help="validation data (default: 10%% of --data, seeded)")
+    train.add_argument("--output", "-o", required=True, help="folder for the trained model and its report")
+    train.add_argument("--text-column", default="text")
+    train.add_argument("--label-column", default="label")
+    train.add_argument("--tokens-column", default="tokens", help="token-classification: the words")
+    train.add_argument("--tags-column", default="tags", help="token-classification: a tag per word")
+    train.add_argument("--messages-column", default="messages", help="causal-lm: chat messages (JSON lines)")
+    train.add_argument("--source-column", default="source")
+    train.add_argument("--target-column", default="target")
+    train.add_argument("--epochs", type=float, default=3.0)
+    train.add_argument("--lr", type=float, help="learning rate (default: by model size)")
+    train.add_argument("--batch-size", type=int, help="per-device batch size (default: by model size)")
+    train.add_argument("--max-length", type=int, default=256, help="tokens per example (longer ones are cut)")
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--search", type=int, default=0, metavar="N",
+                       help="hyperparameter search: N trials around the defaults, the best one kept")
+    train.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
 
     scan = sub.add_parser("scan", help="what a checkpoint folder holds: formats, dtypes, parameters, pickle safety")
     scan.add_argument("path")
