@@ -1,5 +1,6 @@
 """Small building blocks shared by architectures: the activation table, norms, soft-capping, sinusoidal
-tables, and rotary position embeddings with their scaling variants (default, linear, dynamic, llama3, yarn)."""
+tables, and rotary position embeddings with their scaling variants (default, linear, dynamic, llama3, yarn,
+longrope)."""
 
 from __future__ import annotations
 
@@ -176,19 +177,39 @@ def _rope_yarn(theta, dim, params, max_positions, seq_len):
     return inv_freq, attention_factor
 
 
+def _rope_longrope(theta, dim, params, max_positions, seq_len):
+    """LongRoPE (Phi-3's "su"): per-frequency divisors, `long_factor` once the sequence passes
+    original_max_position_embeddings, `short_factor` before; cos/sin scaled by an attention factor."""
+    old_len = params["original_max_position_embeddings"]
+    factor = params.get("factor") or max_positions / old_len
+    attention_factor = params.get("attention_factor")
+    if attention_factor is None:
+        attention_factor = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(old_len))
+    divisors = torch.tensor(params["long_factor" if seq_len and seq_len > old_len else "short_factor"],
+                            dtype=torch.float32)
+    return 1.0 / (divisors * theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim)), attention_factor
+
+
 ROPE_FUNCTIONS = {"default": _rope_default, "linear": _rope_linear, "dynamic": _rope_dynamic,
-                  "llama3": _rope_llama3, "yarn": _rope_yarn}
+                  "llama3": _rope_llama3, "yarn": _rope_yarn, "longrope": _rope_longrope}
 
 
-def rope_parameters(config) -> dict:
+def rope_parameters(config, layer_type: str | None = None) -> dict:
     """One dict {rope_type, rope_theta, factor, ...} from either `rope_parameters` (newer
-    config.json) or `rope_scaling` + `rope_theta` (older)."""
+    config.json) or `rope_scaling` + `rope_theta` (older). `layer_type`: the entry of a
+    `rope_parameters` nested by attention type (Gemma 3: one base for sliding layers, one for full)."""
     params = dict(getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {})
+    if layer_type is not None:
+        params = dict(params[layer_type])
     params.setdefault("rope_type", params.pop("type", "default"))
     params.setdefault("rope_theta", getattr(config, "rope_theta", None) or 10000.0)
     if params["rope_type"] in ("llama3", "yarn"):
         params.setdefault("original_max_position_embeddings",
                           getattr(config, "original_max_position_embeddings", None) or config.max_position_embeddings)
+    if params["rope_type"] == "longrope":  # Phi-3 keeps the pretraining length beside rope_scaling; it wins there
+        params["original_max_position_embeddings"] = (getattr(config, "original_max_position_embeddings", None)
+                                                      or params.get("original_max_position_embeddings")
+                                                      or config.max_position_embeddings)
     if params["rope_type"] not in ROPE_FUNCTIONS:
         raise ConfigError(f"{type(config).__name__}.rope_scaling type {params['rope_type']!r} is not supported; "
                           f"expected one of {sorted(ROPE_FUNCTIONS)}")
@@ -197,25 +218,36 @@ def rope_parameters(config) -> dict:
 
 class RotaryEmbedding(nn.Module):
     """cos/sin tables for rotary attention, computed once per forward for all layers.
-    `dynamic` recomputes its frequencies from the longest position in the batch."""
+    `dynamic` recomputes its frequencies from the longest position in the batch; `longrope` picks
+    its long or short frequencies from it (a tensor choice: a compiled step reads no number)."""
 
-    def __init__(self, config, head_dim: int):
+    def __init__(self, config, head_dim: int, layer_type: str | None = None):
         super().__init__()
-        self.params = rope_parameters(config)
+        self.params = rope_parameters(config, layer_type)
         self.dim = head_dim
         self.max_positions = config.max_position_embeddings
         self.fn = ROPE_FUNCTIONS[self.params["rope_type"]]
         inv_freq, self.attention_scaling = self.fn(self.params["rope_theta"], self.dim, self.params, self.max_positions, None)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.dynamic = self.params["rope_type"] == "dynamic"
+        self.long_after = self.params["original_max_position_embeddings"] if self.params["rope_type"] == "longrope" else None
+        self.register_buffer("long_inv_freq", self._long_frequencies(), persistent=False)
+
+    def _long_frequencies(self) -> torch.Tensor | None:
+        if self.long_after is None:
+            return None
+        return self.fn(self.params["rope_theta"], self.dim, self.params, self.max_positions, self.long_after + 1)[0]
 
     def reset_buffers(self) -> None:
         """Recompute the frequencies (a model built on the meta device has none)."""
         self.inv_freq = self.fn(self.params["rope_theta"], self.dim, self.params, self.max_positions, None)[0]
+        self.long_inv_freq = self._long_frequencies()
 
     def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """position_ids (B, T) -> cos, sin (B, T, dim) in `dtype`."""
         inv_freq = self.inv_freq
+        if self.long_inv_freq is not None:
+            inv_freq = torch.where(position_ids.max() + 1 > self.long_after, self.long_inv_freq, inv_freq)
         if self.dynamic:
             seq_len = int(position_ids.max()) + 1
             if seq_len > self.max_positions:

@@ -5,16 +5,24 @@ Checkpoints store one tensor per expert (`experts.3.w1.weight`); a family maps t
 parameters with `conversion.Stack` rules, which also split them back on save (`stack_rules`). Each
 expert runs as one matmul over all the tokens routed to it: a loop over the experts that received
 tokens, never over tokens.
+
+A MoE decoder's base model returns `MoeModelOutputWithPast` (every sparse layer's router logits when
+asked); `MoeCausalLMHead` adds the auxiliary loss to the LM loss as Transformers does.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import conversion
+from .heads import CausalLMHead, causal_lm_loss
 from .layers import get_activation
+from .outputs import ModelOutput, finish
 
 
 class Experts(nn.Module):
@@ -30,6 +38,8 @@ class Experts(nn.Module):
 
     def forward(self, x: torch.Tensor, expert_ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """x (N, C); expert_ids, weights (N, k) -> (N, C): each token's experts' outputs, weighted and summed."""
+        if torch.compiler.is_compiling():  # the loop below reads counts: a traced step takes the gathered form
+            return self.gathered(x, expert_ids, weights)
         N, k = expert_ids.shape
         flat_ids = expert_ids.reshape(-1)  # (N k,) token-choice pairs
         order = flat_ids.argsort(stable=True)  # grouped by expert
@@ -46,6 +56,14 @@ class Experts(nn.Module):
             out.index_add_(0, tokens, y * weights.reshape(-1)[pairs, None].to(y.dtype))
             start += n
         return out
+
+    def gathered(self, x: torch.Tensor, expert_ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """The same sum with each token's k experts' weights gathered, (N, k, F, C): fixed shapes and no
+        count read back, for a compiled decode step (N is the batch there; a long prompt runs the loop)."""
+        h = torch.einsum("nc,nkfc->nkf", x, self.gate_proj[expert_ids])
+        h = self.act(h) * torch.einsum("nc,nkfc->nkf", x, self.up_proj[expert_ids])
+        y = torch.einsum("nkf,nkcf->nkc", h, self.down_proj[expert_ids])  # (N, k, C)
+        return (y * weights[..., None].to(y.dtype)).sum(1)
 
 
 class SparseMoeBlock(nn.Module):
@@ -103,3 +121,57 @@ def load_balancing_loss(router_logits: tuple[torch.Tensor, ...] | torch.Tensor, 
         tokens_per_expert = (chosen * keep[:, None, None]).sum(0) / keep.sum()
         prob_per_expert = (probs * keep[:, None]).sum(0) / keep.sum()
     return (tokens_per_expert * prob_per_expert[None]).sum() * num_experts
+
+
+@dataclass
+class MoeModelOutputWithPast(ModelOutput):
+    last_hidden_state: Any = None
+    past_key_values: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+    router_logits: tuple | None = None  # one (B*T, E) per sparse layer
+
+
+@dataclass
+class MoeCausalLMOutputWithPast(ModelOutput):
+    loss: Any = None
+    aux_loss: Any = None
+    logits: Any = None
+    past_key_values: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+    router_logits: tuple | None = None
+
+
+class MoeCausalLMHead(CausalLMHead):
+    """CausalLMHead over a base model that can return router logits (`output_router_logits`, default
+    config.output_router_logits): then `aux_loss` is the load-balancing loss over them (padding left out
+    by `attention_mask`), and with labels the loss adds config.router_aux_loss_coef * aux_loss."""
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                output_router_logits=None, return_dict=None, cache_position=None,
+                logits_to_keep: int | torch.Tensor = 0, **inputs):
+        config = self.config
+        routed = config.output_router_logits if output_router_logits is None else output_router_logits
+        out = self.base_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                              past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+                              output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                              output_router_logits=routed, return_dict=True, cache_position=cache_position, **inputs)
+        hidden = out.last_hidden_state  # (B, T, C)
+        if isinstance(logits_to_keep, int):
+            hidden = hidden[:, -logits_to_keep:] if logits_to_keep else hidden
+        else:
+            hidden = hidden[:, logits_to_keep]
+        logits = self.lm_head(hidden)  # (B, T', V)
+        loss = causal_lm_loss(logits, labels) if labels is not None else None
+        aux_loss = None
+        if routed:
+            T = out.last_hidden_state.shape[1]  # a cached step routes only its new tokens: their mask columns
+            mask = attention_mask[:, -T:] if attention_mask is not None else None
+            aux_loss = load_balancing_loss(out.router_logits, config.num_local_experts, config.num_experts_per_tok,
+                                           mask)
+            if loss is not None:
+                loss = loss + config.router_aux_loss_coef * aux_loss.to(loss.device)
+        return finish(MoeCausalLMOutputWithPast(loss, aux_loss, logits, out.past_key_values, out.hidden_states,
+                                                out.attentions, out.router_logits), self._return_dict(return_dict))

@@ -11,6 +11,8 @@ model file see exactly those. A `PreTrainedModel` in eval mode runs two substitu
   inductor writes as one fused reduction loop.
 - projections a module declares fusable (`fusable_projections`: Llama's q/k/v and gate/up) run as one
   matmul (`FusedProjection`; the modules' weights become row slices of one tensor, keys unchanged).
+  A LoRA wrapper (`pretrained.adapters.LoraLinear`) is not an nn.Linear, so a group with a wrapped member
+  runs unfused; merging an adapter adds into the base weight in place, which keeps a fused group right.
 - attention "sdpa" becomes "sdpa_inference": inside a compiled CPU graph a one-query step (decoding) is
   written out (product, softmax, product) so inductor fuses it; elsewhere it is sdpa.
 
