@@ -260,9 +260,9 @@ def test_trainer_checkpoints_hold_only_the_adapter(llama_dir, tmp_path):
                                                                   task_type="CAUSAL_LM"))
     rows = ids(TINY_LLAMA["vocab_size"], batch=8, length=12).tolist()
     data = [{"input_ids": row, "labels": row} for row in rows]
-    # (remove_unused_columns=False: the Trainer reads PeftModel.forward's signature, which is (*args, **kwargs))
+    # the Trainer reads the base model's forward signature through the PeftModel (remove_unused_columns)
     args = pretrained.TrainingArguments(output_dir=str(tmp_path), max_steps=2, save_steps=2, learning_rate=1e-2,
-                                        per_device_train_batch_size=4, report_to=[], remove_unused_columns=False)
+                                        per_device_train_batch_size=4, report_to=[])
     pretrained.Trainer(model=model, args=args, train_dataset=data).train()
     checkpoint = tmp_path / "checkpoint-2"
     assert {"adapter_config.json", "adapter_model.safetensors"} <= set(os.listdir(checkpoint))
@@ -273,6 +273,35 @@ def test_trainer_checkpoints_hold_only_the_adapter(llama_dir, tmp_path):
     loaded = peft.PeftModel.from_pretrained(hf_base(llama_dir, "LlamaForCausalLM"), checkpoint).eval()
     torch.testing.assert_close(logits(loaded, x), logits(model.eval(), x), atol=ATOL, rtol=0)
     assert logits(loaded, x).sub(logits(hf_base(llama_dir, "LlamaForCausalLM"), x)).abs().max() > 1e-4
+
+
+def test_trainer_resumes_an_adapter_run_exactly(llama_dir, tmp_path):
+    """A LoRA run cut after step 3 (last checkpoint at 2, adapter files only) and resumed ends bit for bit where
+    the uninterrupted run ends; the frozen base model is never touched."""
+    rows = ids(TINY_LLAMA["vocab_size"], batch=16, length=12).tolist()
+    data = [{"input_ids": row, "labels": row, "unused": 1} for row in rows]
+
+    def run(folder, resume=None, stop_at=None):
+        torch.manual_seed(0)
+        model = pretrained.get_peft_model(pretrained.AutoModelForCausalLM.from_pretrained(llama_dir),
+                                          pretrained.LoraConfig(r=4, lora_dropout=0.1, target_modules=["q_proj", "v_proj"]))
+        args = pretrained.TrainingArguments(output_dir=str(folder), max_steps=6, save_steps=2, learning_rate=1e-2,
+                                            per_device_train_batch_size=4, report_to=[], disable_tqdm=True)
+
+        class Stop(pretrained.training.TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                control.should_training_stop = state.global_step == stop_at
+
+        trainer = pretrained.Trainer(model=model, args=args, train_dataset=data, callbacks=[Stop()])
+        trainer.train(resume_from_checkpoint=resume)
+        return {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
+
+    full = run(tmp_path / "full")
+    run(tmp_path / "cut", stop_at=3)
+    resumed = run(tmp_path / "cut", resume=str(tmp_path / "cut" / "checkpoint-2"))
+    assert full.keys() == resumed.keys() and all("lora_" in k for k in full)
+    for key in full:
+        assert torch.equal(full[key], resumed[key]), key
 
 
 def test_bin_adapter_files(llama_dir, two_adapters, tmp_path):

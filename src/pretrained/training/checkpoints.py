@@ -44,6 +44,7 @@ RNG_STATE_NAME = "rng_state.safetensors"
 TRAINER_STATE_NAME = "trainer_state.json"
 TRAINING_ARGS_NAME = "training_args.json"
 MODEL_WEIGHTS_NAME = "model.safetensors"  # models without save_pretrained (plain nn.Module)
+ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"  # a PeftModel's checkpoint (PEFT's file name)
 
 _CHECKPOINT_RE = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 _LEFTOVER_RE = re.compile(rf"^\.({PREFIX_CHECKPOINT_DIR}-\d+)\.(tmp|old)-[0-9a-f]+$")
@@ -180,7 +181,10 @@ def load_checkpoint(checkpoint_dir, model=None, optimizer=None, scheduler=None, 
                                       (scaler, SCALER_NAME)) if obj is not None]
     if load_rng:
         needed.append(RNG_STATE_NAME)
-    if model is not None and not hasattr(model, "from_pretrained"):
+    if _is_adapter_model(model):
+        needed += [ADAPTER_WEIGHTS_NAME if name == "default" else os.path.join(name, ADAPTER_WEIGHTS_NAME)
+                   for name in model.peft_config]
+    elif model is not None and not hasattr(model, "from_pretrained"):
         needed.append(MODEL_WEIGHTS_NAME)
     for name in needed:
         path = os.path.join(checkpoint_dir, name)
@@ -208,6 +212,15 @@ def _load_model(model, checkpoint_dir: str) -> None:
     The model class's from_pretrained reads the files, so its key renames, transposes (GPT-2's Conv1D) and
     tied weights are undone exactly as on any load; a dtype shared by all the model's floating tensors (else
     float64, which holds every narrower format exactly) keeps the values bit-exact."""
+    if _is_adapter_model(model):  # only the adapters were saved: copy them into the adapters' own tensors
+        from safetensors.torch import load_file
+
+        from ..adapters import set_peft_model_state_dict
+
+        for name in model.peft_config:
+            path = os.path.join(checkpoint_dir, "" if name == "default" else name, ADAPTER_WEIGHTS_NAME)
+            set_peft_model_state_dict(model, load_file(path), name, source=path)
+        return
     if not hasattr(model, "from_pretrained"):
         from safetensors.torch import load_file, load_model
 
@@ -229,6 +242,11 @@ def _load_model(model, checkpoint_dir: str) -> None:
     if problems:
         raise CheckpointError(f"the weights in {checkpoint_dir} do not match {type(model).__name__}: {problems}")
     distributed.load_model_state(model, loaded.state_dict())
+
+
+def _is_adapter_model(model) -> bool:
+    """A PeftModel: its checkpoints hold adapter_model.safetensors (per adapter), not the whole model."""
+    return model is not None and hasattr(model, "peft_config") and hasattr(model, "get_base_model")
 
 
 def _torch_load(path: str):

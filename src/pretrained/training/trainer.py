@@ -190,7 +190,8 @@ class Trainer:
 
     def _columns(self) -> set[str]:
         if self._signature_columns is None:
-            params = inspect.signature(self.model.forward).parameters
+            model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model  # a PeftModel
+            params = inspect.signature(model.forward).parameters
             self._signature_columns = set(params) | {"label", "label_ids", "labels", *(self.args.label_names or [])}
         return self._signature_columns
 
