@@ -231,6 +231,8 @@ class LlamaPreTrainedModel(PreTrainedModel):
 
 class LlamaModel(LlamaPreTrainedModel):
     layer_class = LlamaDecoderLayer
+    output_class = BaseModelOutputWithPast
+    routes = False  # sparse MoE layers (Mixtral) also return router logits, collected with output_router_logits
 
     def __init__(self, config):
         super().__init__(config)
@@ -257,11 +259,12 @@ class LlamaModel(LlamaPreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, use_cache=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None, cache_position=None, **_):
+                output_router_logits=None, return_dict=None, cache_position=None, **_):
         if (input_ids is None) == (inputs_embeds is None):
             raise InputError("pass exactly one of input_ids or inputs_embeds")
         config = self.config
         output_attentions, output_hidden_states = output_flags(config, output_attentions, output_hidden_states)
+        routed = self.routes and (config.output_router_logits if output_router_logits is None else output_router_logits)
         use_cache = (config.use_cache and not self.training) if use_cache is None else use_cache and not recomputes(self)
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, C)
         if self.embed_scale is not None:
@@ -275,13 +278,16 @@ class LlamaModel(LlamaPreTrainedModel):
         windows = config.layer_windows()
         masks = {kind: causal_mask(attention_mask, T, S, x.dtype, x.device, windows[kind], past, cache_position)
                  for kind in windows}
+        router_logits = {"router_logits": []} if routed else {}  # filled by each sparse layer
         out = run_layers(self, self.layers, x, self.rotary_tables(position_ids, x.dtype), masks, cache,
                          cache_position, output_attentions=output_attentions,
-                         output_hidden_states=output_hidden_states)
+                         output_hidden_states=output_hidden_states, **router_logits)
         x = self.norm(out.last_hidden_state)
         hidden_states = out.hidden_states + (x,) if output_hidden_states else None
-        return finish(BaseModelOutputWithPast(x, cache if use_cache else None, hidden_states, out.attentions),
-                      config.return_dict if return_dict is None else return_dict)
+        fields = (x, cache if use_cache else None, hidden_states, out.attentions)
+        if self.routes:
+            fields += (tuple(router_logits["router_logits"]) if routed else None,)
+        return finish(self.output_class(*fields), config.return_dict if return_dict is None else return_dict)
 
 
 class LlamaForCausalLM(CausalLMHead, LlamaPreTrainedModel):

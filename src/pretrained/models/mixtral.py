@@ -13,15 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from ..cache import forward_cache
 from ..conversion import Rename
 from ..heads import DecoderSequenceClassificationHead
-from ..masks import causal_mask
-from ..errors import InputError
-from ..modeling import output_flags
 from ..moe import Experts, MoeCausalLMHead, MoeModelOutputWithPast, SparseMoeBlock, stack_rules
-from ..outputs import finish
-from ..stack import recomputes, run_layers
 from .llama import LlamaDecoderLayer, LlamaModel, LlamaPreTrainedModel, MistralConfig
 
 
@@ -88,37 +82,8 @@ class MixtralPreTrainedModel(LlamaPreTrainedModel):
 class MixtralModel(MixtralPreTrainedModel, LlamaModel):
     layer_class = MixtralDecoderLayer
 
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, use_cache=None, output_attentions=None, output_hidden_states=None,
-                output_router_logits=None, return_dict=None, cache_position=None, **_):
-        """LlamaModel.forward, with the sparse layers' router logits collected when asked."""
-        if (input_ids is None) == (inputs_embeds is None):
-            raise InputError("pass exactly one of input_ids or inputs_embeds")
-        config = self.config
-        output_attentions, output_hidden_states = output_flags(config, output_attentions, output_hidden_states)
-        routed = config.output_router_logits if output_router_logits is None else output_router_logits
-        if use_cache is None:
-            use_cache = config.use_cache and not self.training
-        use_cache = use_cache and not recomputes(self)
-        x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, C)
-        B, T = x.shape[:2]
-        cache, past = forward_cache(past_key_values, use_cache, cache_position)
-        if position_ids is None:
-            position_ids = (torch.arange(past, past + T, device=x.device) if cache_position is None
-                            else cache_position)[None].expand(B, -1)
-        S = cache.key_length(T) if cache is not None else T
-        windows = config.layer_windows()
-        masks = {kind: causal_mask(attention_mask, T, S, x.dtype, x.device, windows[kind], past, cache_position)
-                 for kind in windows}
-        router_logits = [] if routed else None
-        out = run_layers(self, self.layers, x, self.rotary_tables(position_ids, x.dtype), masks, cache,
-                         cache_position, output_attentions=output_attentions,
-                         output_hidden_states=output_hidden_states, router_logits=router_logits)
-        x = self.norm(out.last_hidden_state)
-        hidden_states = out.hidden_states + (x,) if output_hidden_states else None
-        return finish(MoeModelOutputWithPast(x, cache if use_cache else None, hidden_states, out.attentions,
-                                             tuple(router_logits) if routed else None),
-                      config.return_dict if return_dict is None else return_dict)
+    output_class = MoeModelOutputWithPast
+    routes = True
 
 
 class MixtralForCausalLM(MoeCausalLMHead, MixtralPreTrainedModel):
