@@ -129,6 +129,8 @@ def cmd_run(args) -> int:
         options["top_k"] = args.top_k
     if args.max_new_tokens is not None:
         options["max_new_tokens"] = args.max_new_tokens
+    if task in ("text-generation", "text2text-generation", "summarization") or task.startswith("translation"):
+        options.setdefault("do_sample", False)  # the command answers the same each time; -o do_sample=true samples
     texts = _read_texts(args)
     items, call_kwargs = _task_inputs(task, texts, args, options)
     from .pipelines import pipeline

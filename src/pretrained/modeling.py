@@ -181,6 +181,13 @@ class PreTrainedModel(nn.Module):
     def get_output_embeddings(self) -> nn.Module | None:
         return None
 
+    def resize_token_embeddings(self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None,
+                                mean_resizing: bool = True) -> nn.Embedding:
+        """Grow or cut the vocabulary (input embeddings, an untied output projection, config.vocab_size)."""
+        from .resizing import resize_token_embeddings
+
+        return resize_token_embeddings(self, new_num_tokens, pad_to_multiple_of, mean_resizing)
+
     # --- properties ---
 
     @property
@@ -226,6 +233,11 @@ class PreTrainedModel(nn.Module):
     def is_gradient_checkpointing(self) -> bool:
         return any(getattr(m, "gradient_checkpointing", False) for m in self.modules())
 
+    # Transformers 5's names for the same switches
+    activation_checkpointing_enable = gradient_checkpointing_enable
+    activation_checkpointing_disable = gradient_checkpointing_disable
+    is_activation_checkpointing = is_gradient_checkpointing
+
     @classmethod
     def from_config(cls, config: PretrainedConfig, dtype=None, torch_dtype=None, attn_implementation=None):
         """A freshly initialised model for `config` (Transformers' `_from_config`)."""
@@ -264,6 +276,11 @@ class PreTrainedModel(nn.Module):
         for key, (default, advice) in _REFUSED_KWARGS.items():
             if key in kwargs and kwargs.pop(key) not in (default, None):
                 raise UnsupportedOptionError(f"from_pretrained({key}=...) is not supported: {advice}")
+        for key in ("quantization_config", "load_in_8bit", "load_in_4bit"):
+            if key in kwargs:
+                from .quantization import refuse_quantization
+
+                refuse_quantization(kwargs.pop(key), f"from_pretrained({key}=...)")
         key_mapping = kwargs.pop("key_mapping", None) or {}
         if not isinstance(key_mapping, dict):
             raise UnsupportedOptionError(f"key_mapping must be a dict of regex -> replacement, got {type(key_mapping).__name__}")
@@ -282,6 +299,10 @@ class PreTrainedModel(nn.Module):
             config = copy.deepcopy(config)
             kwargs = config.update_from_kwargs(kwargs)
         config.name_or_path = os.fspath(name)  # as Transformers: where it was loaded from, not config.json's value
+        if getattr(config, "quantization_config", None):  # a pre-quantized checkpoint: its tensors are not ours
+            from .quantization import refuse_quantization
+
+            refuse_quantization(config.quantization_config, f"the config of {os.fspath(name)!r} (quantization_config)")
         if kwargs:
             raise TypeError(f"{cls.__name__}.from_pretrained got unexpected keyword arguments {sorted(kwargs)}")
         if attn_implementation is not None:

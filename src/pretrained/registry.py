@@ -32,6 +32,11 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "mt5": ("t5", "MT5"),
     "bart": ("bart", "Bart"),
     "marian": ("bart", "Marian"),
+    "vit": ("vit", "ViT"),
+    "clip": ("clip", "CLIP"),
+    "clip_text_model": ("clip", "CLIPText"),
+    "clip_vision_model": ("clip", "CLIPVision"),
+    "whisper": ("whisper", "Whisper"),
 }
 
 # Auto class -> class-name suffix of the task
@@ -44,6 +49,8 @@ TASKS: dict[str, str] = {
     "AutoModelForMultipleChoice": "ForMultipleChoice",
     "AutoModelForCausalLM": "ForCausalLM",
     "AutoModelForSeq2SeqLM": "ForConditionalGeneration",
+    "AutoModelForImageClassification": "ForImageClassification",
+    "AutoModelForSpeechSeq2Seq": "ForConditionalGeneration",
 }
 
 _user_configs: dict[str, type] = {}

@@ -13,7 +13,8 @@ def test_pipeline_default_is_embedded_smollm(smollm_path):
 
     pipe = pipeline("text-generation")
     assert pipe.model.name_or_path == smollm_path
-    out = pipe([{"role": "user", "content": "What is the capital of France?"}], max_new_tokens=8)
+    # greedy: text-generation samples by default (Transformers 5's do_sample=True, temperature=0.7)
+    out = pipe([{"role": "user", "content": "What is the capital of France?"}], max_new_tokens=8, do_sample=False)
     assert "Paris" in out[0]["generated_text"][-1]["content"]
 
 

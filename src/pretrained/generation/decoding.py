@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..errors import InputError
 from ..outputs import (GenerateBeamDecoderOnlyOutput, GenerateBeamEncoderDecoderOutput, GenerateDecoderOnlyOutput,
                        GenerateEncoderDecoderOutput)
 
@@ -276,3 +277,24 @@ def beam_search(stepper: Stepper, input_ids: torch.Tensor, max_length: int, proc
         return sequences
     return record.output(sequences, stepper.cache, sequences_scores=scores if config.output_scores else None,
                          beam_indices=indices)
+
+
+def transition_scores(sequences: torch.Tensor, scores: tuple, beam_indices: torch.Tensor | None = None,
+                      normalize_logits: bool = False) -> torch.Tensor:
+    """scores[t][row, token] of each generated token; with beams, the row is the beam that held the sequence at
+    step t (beam_indices, -1 past its end, where the score is 0). normalize_logits: log-softmax each step first."""
+    if not scores:
+        raise InputError("compute_transition_scores needs the scores of generate(..., output_scores=True, "
+                         "return_dict_in_generate=True); got none")
+    steps = torch.stack(scores, dim=1)  # (N, T, V)
+    if normalize_logits:
+        steps = torch.log_softmax(steps, dim=-1)
+    if beam_indices is None:
+        beam_indices = torch.arange(steps.shape[0], device=steps.device)[:, None].expand(-1, steps.shape[1])
+    beam_indices = beam_indices.to(steps.device)
+    length = int((beam_indices >= 0).sum(-1).max())  # the longest beam's generated tokens
+    rows = beam_indices[:, :length]
+    past_end = rows < 0
+    tokens = sequences[:, sequences.shape[1] - length:].to(steps.device)  # (N', length)
+    out = steps[rows.clamp(min=0), torch.arange(length, device=steps.device)[None, :], tokens]
+    return out.masked_fill(past_end, 0.0)

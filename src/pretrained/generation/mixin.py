@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import inspect
 import os
+from collections.abc import Mapping
 
 import torch
 
@@ -18,7 +19,7 @@ from ..hub import HubOptions, resolve_file
 from ..outputs import BaseModelOutput
 from ..cache import Cache, DynamicCache, EncoderDecoderCache, StaticCache
 from .config import GENERATION_CONFIG_NAME, CompileConfig, GenerationConfig
-from .decoding import Stepper, beam_search, sample
+from .decoding import Stepper, beam_search, sample, transition_scores
 from .processors import (
     EpsilonLogitsWarper, EtaLogitsWarper, ForcedBOSTokenLogitsProcessor, ForcedEOSTokenLogitsProcessor,
     InfNanRemoveLogitsProcessor, LogitNormalization, LogitsProcessorList, MinLengthLogitsProcessor,
@@ -68,6 +69,13 @@ class GenerationMixin:
     def generate(self, inputs: torch.Tensor | None = None, generation_config: GenerationConfig | None = None,
                  logits_processor: LogitsProcessorList | None = None,
                  stopping_criteria: StoppingCriteriaList | None = None, streamer=None, tokenizer=None, **kwargs):
+        if isinstance(inputs, Mapping):  # a BatchEncoding, e.g. apply_chat_template(..., return_dict=True)
+            clash = sorted(set(inputs) & set(kwargs))
+            if clash:
+                raise InputError(f"generate(inputs) got a mapping whose keys {clash} are also passed as arguments; "
+                                 "pass generate(**inputs) or one of them")
+            kwargs = {**inputs, **kwargs}
+            inputs = None
         config = (generation_config or getattr(self, "generation_config", None) or GenerationConfig()).copy()
         model_kwargs = config.update(**kwargs)
         input_ids = inputs if inputs is not None else model_kwargs.pop("input_ids", None)
@@ -134,6 +142,12 @@ class GenerationMixin:
             return beam_search(stepper, input_ids, max_length, processors, stopping, eos_ids, pad, config)
         return sample(stepper, input_ids, max_length, processors, stopping, config.do_sample, eos_ids, pad,
                       streamer, config)
+
+    def compute_transition_scores(self, sequences: torch.Tensor, scores: tuple, beam_indices: torch.Tensor | None = None,
+                                  normalize_logits: bool = False) -> torch.Tensor:
+        """The score of each generated token at the step that chose it, (rows, generated length), from
+        generate(..., output_scores=True, return_dict_in_generate=True)'s sequences, scores and beam_indices."""
+        return transition_scores(sequences, scores, beam_indices, normalize_logits)
 
     def get_compiled_call(self, compile_config: CompileConfig | None = None):
         """`torch.compile(self.__call__)` with `compile_config`'s arguments, built once per config and kept."""

@@ -23,6 +23,9 @@ _CLASSES = {
     "Text2TextGenerationPipeline": "text2text_generation",
     "SummarizationPipeline": "text2text_generation",
     "TranslationPipeline": "text2text_generation",
+    "ImageClassificationPipeline": "image_classification",
+    "ZeroShotImageClassificationPipeline": "zero_shot_image_classification",
+    "AutomaticSpeechRecognitionPipeline": "automatic_speech_recognition",
 }
 
 
@@ -66,9 +69,6 @@ def pipeline(
     if task is None and model is None:
         raise PipelineError("pipeline() needs a task, a model, or both; e.g. pipeline('feature-extraction') "
                             f"or pipeline(model='org/name'). Known tasks: {', '.join(known_tasks())}")
-    if any(x is not None for x in (feature_extractor, image_processor, processor)):
-        raise PipelineError("feature_extractor / image_processor / processor are for vision and audio tasks, "
-                            "which pretrained's pipelines do not cover yet")
     if device is not None and device_map is not None:
         raise PipelineError("pass either device= or device_map=, not both")
     model_kwargs = dict(model_kwargs or {})
@@ -104,6 +104,9 @@ def pipeline(
             raise PipelineError("pipeline(model=...) with a loaded model and no task: pass the task")
         task_name, spec, task_options = check_task(task_from_config(config))
     kwargs = {**task_options, **kwargs}
+    if spec.kind == "text" and any(x is not None for x in (feature_extractor, image_processor, processor)):
+        raise PipelineError(f"feature_extractor / image_processor / processor are for vision and speech tasks; "
+                            f"{task_name!r} takes a tokenizer")
 
     if model_path is not None:
         import pretrained.auto as auto
@@ -113,8 +116,16 @@ def pipeline(
             model = auto_class.from_pretrained(model_path, config=config, **hub, **model_kwargs)
         except UnknownModelError as e:
             raise UnknownModelError(f"{model_path!r} cannot run {task_name!r}: {e}") from e
-    if tokenizer is None:
-        source = model_path or getattr(model, "name_or_path", None) or getattr(config, "name_or_path", None)
+    source = model_path or getattr(model, "name_or_path", None) or getattr(config, "name_or_path", None)
+    if spec.kind == "audio":  # a processor (WhisperProcessor) brings its feature extractor and tokenizer
+        tokenizer = tokenizer if tokenizer is not None or processor is None else processor.tokenizer
+        given = feature_extractor or getattr(processor, "feature_extractor", None)
+        feature_extractor = _preprocessor(given, source, task_name, hub, "AutoFeatureExtractor")
+    elif spec.kind != "text":  # a processor (CLIPProcessor) brings its image processor and tokenizer
+        tokenizer = tokenizer if tokenizer is not None or processor is None else processor.tokenizer
+        given = image_processor or feature_extractor or getattr(processor, "image_processor", None)
+        image_processor = _preprocessor(given, source, task_name, hub, "AutoImageProcessor")
+    if tokenizer is None and spec.kind != "image":
         if not source:
             raise PipelineError(f"{task_name!r} with a loaded model needs tokenizer= (or a model loaded from a folder)")
         tokenizer = source
@@ -130,7 +141,24 @@ def pipeline(
         tokenizer = AutoTokenizer.from_pretrained(name, **extra)
     cls = pipeline_class or spec.load_class()
     return cls(model=model, tokenizer=tokenizer, task=task_name, device=device, batch_size=batch_size,
-               model_path=model_path, **kwargs)
+               model_path=model_path, image_processor=image_processor, feature_extractor=feature_extractor,
+               processor=processor, **kwargs)
+
+
+def _preprocessor(given, source, task: str, hub: dict, auto_class: str):
+    """A vision or speech task's image processor / feature extractor: the one given, one named by a path or
+    repo id, or the model's own (`auto_class` in pretrained.processing.auto loads it)."""
+    from .base import PipelineError
+
+    if given is not None and not isinstance(given, (str, os.PathLike)):
+        return given
+    if not (given or source):
+        raise PipelineError(f"{task!r} with a loaded model needs image_processor= or feature_extractor= "
+                            "(or a model loaded from a folder)")
+    from ..processing import auto
+
+    return getattr(auto, auto_class).from_pretrained(given or source,
+                                                     **{k: v for k, v in hub.items() if k != "force_download"})
 
 
 def _default_model(task: str, spec) -> str:

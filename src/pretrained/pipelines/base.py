@@ -100,10 +100,10 @@ class Pipeline:
             set_params.pop("max_length")
         set_params.update(self.task_generation_params)
         set_params.update(kwargs)
-        sampling = set_params.get("do_sample")
         added = {k: v for k, v in self.generation_defaults.items()
-                 if k not in set_params and not (k == "max_new_tokens" and "max_length" in set_params)
-                 and (sampling or k not in _SAMPLING_PARAMS)}
+                 if k not in set_params and not (k == "max_new_tokens" and "max_length" in set_params)}
+        if not {**set_params, **added}.get("do_sample"):  # a default do_sample=True brings its temperature
+            added = {k: v for k, v in added.items() if k not in _SAMPLING_PARAMS}
         return {**self.task_generation_params, **kwargs, **added}
 
     # --- what a task implements ---

@@ -69,6 +69,15 @@ TASKS: dict[str, Task] = {
                           DefaultModel("sshleifer/distilbart-cnn-12-6", "bart", "BartForConditionalGeneration")),
     "translation": Task("text2text_generation", "TranslationPipeline", "AutoModelForSeq2SeqLM",
                         DefaultModel("google-t5/t5-base", "t5", "T5WithLMHeadModel")),
+    "image-classification": Task(
+        "image_classification", "ImageClassificationPipeline", "AutoModelForImageClassification",
+        DefaultModel("google/vit-base-patch16-224", "vit", "ViTForImageClassification"), kind="image"),
+    "zero-shot-image-classification": Task(
+        "zero_shot_image_classification", "ZeroShotImageClassificationPipeline", "AutoModel",
+        DefaultModel("openai/clip-vit-base-patch32", "clip", "CLIPModel"), kind="multimodal"),
+    "automatic-speech-recognition": Task(
+        "automatic_speech_recognition", "AutomaticSpeechRecognitionPipeline", "AutoModelForSpeechSeq2Seq",
+        DefaultModel("openai/whisper-tiny.en", "whisper", "WhisperForConditionalGeneration"), kind="audio"),
 }
 
 ALIASES: dict[str, str] = {
@@ -81,6 +90,7 @@ ALIASES: dict[str, str] = {
 # architectures-name suffix -> task, most specific first
 _ARCHITECTURE_SUFFIXES = (
     ("T5WithLMHeadModel", "text2text-generation"),  # the original T5 checkpoints' name of ForConditionalGeneration
+    ("WhisperForConditionalGeneration", "automatic-speech-recognition"),
     ("ForSequenceClassification", "text-classification"),
     ("ForTokenClassification", "token-classification"),
     ("ForQuestionAnswering", "question-answering"),
@@ -89,6 +99,8 @@ _ARCHITECTURE_SUFFIXES = (
     ("LMHeadModel", "text-generation"),
     ("ForConditionalGeneration", "text2text-generation"),
     ("MTModel", "translation"),
+    ("ForImageClassification", "image-classification"),
+    ("CLIPModel", "zero-shot-image-classification"),
     ("Model", "feature-extraction"),
 )
 

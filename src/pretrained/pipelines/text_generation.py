@@ -4,7 +4,8 @@ A string prompt gives [{"generated_text": prompt + continuation}] (`return_full_
 continuation only; `return_tensors=True`: {"generated_token_ids"}); a chat (a list of
 {"role", "content"} messages) is rendered with the tokenizer's chat template and gives the
 messages plus the assistant's reply. Generation keywords (max_new_tokens, do_sample,
-temperature, top_k, top_p, streamer, ...) go to generate(); without a length, 256 new tokens.
+temperature, top_k, top_p, streamer, ...) go to generate(); what neither they nor the model's
+generation_config set takes Transformers 5's defaults: 256 new tokens, sampling at temperature 0.7.
 Batches are left-padded, so batched prompts continue exactly as single ones.
 """
 
@@ -32,7 +33,8 @@ def is_chat(x) -> bool:
 class TextGenerationPipeline(Pipeline):
     task = "text-generation"
     padding_side = "left"
-    generation_defaults = {"max_new_tokens": 256}
+    # Transformers 5's defaults, for what the call and the model's generation config leave unset
+    generation_defaults = {"max_new_tokens": 256, "do_sample": True, "temperature": 0.7}
 
     def __call__(self, text_inputs=None, *args, **kwargs):
         if is_chat(text_inputs):

@@ -521,14 +521,19 @@ class PreTrainedTokenizerBase:
         }
 
     @classmethod
-    def check_files(cls, name: str, files: dict) -> None:
-        """Raise naming the missing file when `files` cannot build this class."""
+    def missing_files(cls, files: dict) -> list[str]:
+        """The file names this class needs that `files` ({argument: path}) lacks."""
         if "tokenizer_file" in files:
-            return
+            return []
         needed = [k for k in cls.vocab_files_names if k != "tokenizer_file" and k not in cls.optional_files]
         if not needed:
             needed = list(cls.vocab_files_names)
-        missing = [cls.vocab_files_names[k] for k in needed if k not in files]
+        return [cls.vocab_files_names[k] for k in needed if k not in files]
+
+    @classmethod
+    def check_files(cls, name: str, files: dict) -> None:
+        """Raise naming the missing file when `files` cannot build this class."""
+        missing = cls.missing_files(files)
         if missing:
             from ..errors import CheckpointError
 

@@ -1,6 +1,7 @@
 """apply_chat_template: Jinja2 chat templates rendered in a sandbox (no attribute access to Python
 internals, immutable containers), with the globals and filters Hub templates expect
-(raise_exception, strftime_now, tojson, namespace, {% generation %}).
+(raise_exception, strftime_now, tojson, namespace, {% generation %}); tools given as functions become
+JSON schemas through tools.get_json_schema.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from datetime import datetime
 from functools import lru_cache
 
 from ..errors import InputError, UnsupportedOptionError
+from .tools import tool_schemas
 
 
 def _tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
@@ -93,14 +95,12 @@ def apply_chat_template(tok, conversation, tools=None, documents=None, chat_temp
     template = compile_template(source)
     batched = isinstance(conversation, (list, tuple)) and isinstance(conversation[0], (list, tuple))
     conversations = conversation if batched else [conversation]
-    tool_schemas = None
-    if tools is not None:
-        tool_schemas = [t if isinstance(t, dict) else _function_schema(t) for t in tools]
+    schemas = None if tools is None else tool_schemas(tools)
     context = {**tok.special_tokens_map, **kwargs}
     rendered = []
     for chat in conversations:
         messages = [{k: v for k, v in message.items() if v is not None} for message in chat]
-        text = template.render(messages=messages, tools=tool_schemas, documents=documents,
+        text = template.render(messages=messages, tools=schemas, documents=documents,
                                add_generation_prompt=add_generation_prompt, **context)
         if continue_final_message:
             text = _cut_after_final_message(text, messages[-1], continue_final_message)
@@ -130,19 +130,3 @@ def _cut_after_final_message(text: str, message: dict, marker) -> str:
         return text[:at + len(content.lstrip())]
     return text[:at + len(content.strip())]
 
-
-def _function_schema(func) -> dict:
-    """A minimal JSON schema of a Python function for tool-use templates: name, docstring, parameters."""
-    import inspect
-
-    signature = inspect.signature(func)
-    names = {int: "integer", float: "number", str: "string", bool: "boolean", list: "array", dict: "object"}
-    properties, required = {}, []
-    for name, param in signature.parameters.items():
-        properties[name] = {"type": names.get(param.annotation, "string")}
-        if param.default is inspect.Parameter.empty:
-            required.append(name)
-    doc = (inspect.getdoc(func) or "").strip().split("\n\n")[0]
-    return {"type": "function", "function": {"name": func.__name__, "description": doc,
-                                             "parameters": {"type": "object", "properties": properties,
-                                                            "required": required}}}

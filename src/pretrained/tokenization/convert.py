@@ -245,3 +245,83 @@ def template_processor(single: list, pair: list, specials: dict[str, int]):
     """TemplateProcessing from [token or '$A'/'$B', type_id] lists."""
     fmt = lambda parts: " ".join(f"{p}:{t}" for p, t in parts)  # noqa: E731
     return processors.TemplateProcessing(single=fmt(single), pair=fmt(pair), special_tokens=list(specials.items()))
+
+
+# ---------------------------------------------------------------------- the Python backends from tokenizer.json
+def _json_state(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise CheckpointError(f"cannot read tokenizer file {path}: {e}") from e
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise CheckpointError(f"{path} has no 'model' object: not a tokenizers file")
+    return state
+
+
+def _refuse(path: str, field: str, value, backend: str) -> None:
+    raise CheckpointError(f"{path}: {field}={value!r} is not what the Python {backend} backend implements; "
+                          "load it with use_fast=True")
+
+
+def _added_tokens(path: str, state: dict) -> dict[str, dict]:
+    out = {}
+    for spec in state.get("added_tokens") or ():
+        if not (isinstance(spec, dict) and isinstance(spec.get("id"), int) and isinstance(spec.get("content"), str)):
+            raise CheckpointError(f"{path}: added_tokens entry {spec!r} needs an integer 'id' and a string 'content'")
+        out[str(spec["id"])] = {k: spec[k] for k in ("content", "single_word", "lstrip", "rstrip", "normalized",
+                                                     "special") if k in spec}
+    return out
+
+
+def _vocab(path: str, model: dict) -> dict[str, int]:
+    vocab = model.get("vocab")
+    if not isinstance(vocab, dict) or not all(isinstance(i, int) for i in vocab.values()):
+        raise CheckpointError(f"{path}: model.vocab must map tokens to integer ids")
+    return vocab
+
+
+def bpe_arguments_from_json(path: str) -> dict:
+    """vocab, merges and added tokens of a GPT-2 style byte-level BPE tokenizer.json, for the Python backend."""
+    state = _json_state(path)
+    model = state["model"]
+    if model.get("type") != "BPE":
+        _refuse(path, "model.type", model.get("type"), "byte-level BPE")
+    pre = state.get("pre_tokenizer") or {}
+    if pre.get("type") != "ByteLevel" or not pre.get("use_regex", True):
+        _refuse(path, "pre_tokenizer", pre.get("type"), "byte-level BPE (GPT-2's ByteLevel split)")
+    if state.get("normalizer") is not None:
+        _refuse(path, "normalizer", state["normalizer"].get("type"), "byte-level BPE")
+    for field, plain in (("dropout", None), ("continuing_subword_prefix", ""), ("end_of_word_suffix", ""),
+                         ("byte_fallback", False), ("ignore_merges", False)):
+        if model.get(field) not in (plain, None):
+            _refuse(path, f"model.{field}", model[field], "byte-level BPE")
+    merges = []
+    for entry in model.get("merges") or ():
+        pair = entry.split(" ") if isinstance(entry, str) else entry
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
+            raise CheckpointError(f"{path}: model.merges entry {entry!r} is not two tokens")
+        merges.append(tuple(pair))
+    return {"vocab": _vocab(path, model), "merges": merges, "added_tokens_decoder": _added_tokens(path, state)}
+
+
+def wordpiece_arguments_from_json(path: str) -> dict:
+    """vocab, normalizer settings and added tokens of a BERT-style WordPiece tokenizer.json."""
+    state = _json_state(path)
+    model = state["model"]
+    if model.get("type") != "WordPiece":
+        _refuse(path, "model.type", model.get("type"), "WordPiece")
+    if model.get("continuing_subword_prefix", "##") != "##":
+        _refuse(path, "model.continuing_subword_prefix", model["continuing_subword_prefix"], "WordPiece")
+    if (state.get("pre_tokenizer") or {}).get("type") != "BertPreTokenizer":
+        _refuse(path, "pre_tokenizer", (state.get("pre_tokenizer") or {}).get("type"), "WordPiece")
+    norm = state.get("normalizer") or {}
+    if norm.get("type") != "BertNormalizer":
+        _refuse(path, "normalizer", norm.get("type"), "WordPiece")
+    out = {"vocab": _vocab(path, model), "added_tokens_decoder": _added_tokens(path, state),
+           "do_lower_case": norm.get("lowercase", True), "strip_accents": norm.get("strip_accents"),
+           "tokenize_chinese_chars": norm.get("handle_chinese_chars", True),
+           "max_input_chars_per_word": model.get("max_input_chars_per_word", 100)}
+    if model.get("unk_token") is not None:
+        out["unk_token"] = model["unk_token"]
+    return out

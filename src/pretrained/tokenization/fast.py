@@ -32,6 +32,32 @@ def load_tokenizer_json(path: str) -> Tokenizer:
         raise CheckpointError(f"{path} is not a valid tokenizers file: {e}") from e
 
 
+def set_byte_level_flags(tokenizer: Tokenizer, add_prefix_space: bool, trim_offsets: bool | None = None,
+                         post_processor: bool = False) -> Tokenizer:
+    """`tokenizer` with its ByteLevel pre-tokenizer set to add_prefix_space (and, if `post_processor`, its
+    RobertaProcessing to add_prefix_space / trim_offsets), as the byte-level classes' arguments ask; the
+    object itself when nothing changes."""
+    state = json.loads(tokenizer.to_str())
+    changed = False
+
+    def update(node, kind, members, wanted):
+        nonlocal changed
+        if not isinstance(node, dict):
+            return
+        if node.get("type") == kind:
+            for key, value in wanted.items():
+                if value is not None and key in node and node[key] != value:
+                    node[key], changed = value, True
+        for child in node.get(members) or ():  # Sequence components
+            update(child, kind, members, wanted)
+
+    update(state.get("pre_tokenizer"), "ByteLevel", "pretokenizers", {"add_prefix_space": add_prefix_space})
+    if post_processor:
+        update(state.get("post_processor"), "RobertaProcessing", "processors",
+               {"add_prefix_space": add_prefix_space, "trim_offsets": trim_offsets})
+    return Tokenizer.from_str(json.dumps(state)) if changed else tokenizer
+
+
 class PreTrainedTokenizerFast(PreTrainedTokenizerBase):
     """A tokenizer over a `tokenizers.Tokenizer` (from tokenizer.json, an object, or converted classic files)."""
 

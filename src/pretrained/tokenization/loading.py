@@ -65,7 +65,17 @@ def load_tokenizer(cls, name_or_path, *init_inputs, **kwargs):
         path = resolve_file(name, filename, options, required=False)
         if path is not None:
             files[key] = path
-    cls.check_files(name, files)
+    from_json = getattr(cls, "arguments_from_tokenizer_json", None)
+    json_path = None
+    if from_json is not None and cls.missing_files(files):  # a Python backend, a folder with only tokenizer.json
+        json_path = resolve_file(name, "tokenizer.json", options, required=False)
+    if json_path is not None:
+        found = from_json(json_path)
+        # tokenizer_config.json's settings win over what the file's pipeline implies
+        added = {**found.pop("added_tokens_decoder"), **(config.get("added_tokens_decoder") or {})}
+        config = {**found, **config, "added_tokens_decoder": added}
+    else:
+        cls.check_files(name, files)
     arguments = {**config, **files, **kwargs}
     arguments["name_or_path"] = name
     return cls(*init_inputs, **arguments)

@@ -12,7 +12,7 @@ from tokenizers import AddedToken, processors
 from ..errors import CheckpointError, InputError
 from . import convert
 from .base import Template
-from .fast import PreTrainedTokenizerFast
+from .fast import PreTrainedTokenizerFast, set_byte_level_flags
 from .python import ByteLevelBPETokenizer, WordPieceTokenizer
 from .sentencepiece import SentencePieceTokenizer
 
@@ -70,6 +70,12 @@ class GPT2TokenizerFast(PreTrainedTokenizerFast):
         self.add_prefix_space = add_prefix_space
         super().__init__(tokenizer_file=tokenizer_file, unk_token=unk_token, bos_token=bos_token,
                          eos_token=eos_token, pad_token=pad_token, add_prefix_space=add_prefix_space, **kwargs)
+        # A tokenizer.json carries its own flag; the argument wins, as in Transformers.
+        self._tokenizer = set_byte_level_flags(self._tokenizer, add_prefix_space, *self._post_processor_flags())
+
+    def _post_processor_flags(self):
+        """(trim_offsets, whether the post-processor takes add_prefix_space): GPT-2's does not."""
+        return None, False
 
     def _convert_from_files(self, **kw):
         if self._files == (None, None):
@@ -98,10 +104,11 @@ class RobertaTokenizer(ByteLevelBPETokenizer):
 
     trim_offsets = True
 
-    def __init__(self, vocab_file=None, merges_file=None, **kwargs):
+    def __init__(self, vocab_file=None, merges_file=None, trim_offsets=True, **kwargs):
         for key, value in _ROBERTA_DEFAULTS.items():
             kwargs.setdefault(key, value)
-        super().__init__(vocab_file, merges_file, **kwargs)
+        self.trim_offsets = trim_offsets
+        super().__init__(vocab_file, merges_file, trim_offsets=trim_offsets, **kwargs)
 
     def _template(self) -> Template:
         cls_ = ("special", (self.cls_token, self.cls_token_id), 0)
@@ -112,10 +119,11 @@ class RobertaTokenizer(ByteLevelBPETokenizer):
 class RobertaTokenizerFast(GPT2TokenizerFast):
     slow_tokenizer_class = RobertaTokenizer
 
-    def __init__(self, vocab_file=None, merges_file=None, tokenizer_file=None, **kwargs):
+    def __init__(self, vocab_file=None, merges_file=None, tokenizer_file=None, trim_offsets=True, **kwargs):
         for key, value in _ROBERTA_DEFAULTS.items():
             kwargs.setdefault(key, value)
-        super().__init__(vocab_file, merges_file, tokenizer_file, **kwargs)
+        self.trim_offsets = trim_offsets
+        super().__init__(vocab_file, merges_file, tokenizer_file, trim_offsets=trim_offsets, **kwargs)
         # <mask> swallows the space before it, so "a <mask>" predicts a word with its leading space.
         mask = self.mask_token
         if mask is not None:
@@ -124,7 +132,10 @@ class RobertaTokenizerFast(GPT2TokenizerFast):
     def _post_processor(self, vocab, kw):
         sep, cls_ = str(kw["sep_token"]), str(kw["cls_token"])
         return processors.RobertaProcessing((sep, vocab[sep]), (cls_, vocab[cls_]),
-                                            add_prefix_space=self.add_prefix_space, trim_offsets=True)
+                                            add_prefix_space=self.add_prefix_space, trim_offsets=self.trim_offsets)
+
+    def _post_processor_flags(self):
+        return self.trim_offsets, True
 
 
 # ---------------------------------------------------------------------- SentencePiece family

@@ -238,12 +238,12 @@ class WordPieceTokenizer(PreTrainedTokenizer):
 
     def __init__(self, vocab_file=None, do_lower_case=True, do_basic_tokenize=True, never_split=None,
                  unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]",
-                 tokenize_chinese_chars=True, strip_accents=None, max_input_chars_per_word=100, **kwargs):
+                 tokenize_chinese_chars=True, strip_accents=None, max_input_chars_per_word=100, vocab=None, **kwargs):
         from .convert import read_wordpiece_vocab
 
-        if vocab_file is None:
-            raise CheckpointError(f"{type(self).__name__} needs vocab_file= (a vocab.txt)")
-        self.vocab = read_wordpiece_vocab(vocab_file)
+        if vocab_file is None and vocab is None:
+            raise CheckpointError(f"{type(self).__name__} needs vocab_file= (a vocab.txt) or vocab= (token -> id)")
+        self.vocab = dict(vocab) if vocab is not None else read_wordpiece_vocab(vocab_file)
         self.ids_to_tokens = [None] * (max(self.vocab.values()) + 1)
         for token, index in self.vocab.items():
             self.ids_to_tokens[index] = token
@@ -257,6 +257,13 @@ class WordPieceTokenizer(PreTrainedTokenizer):
                          cls_token=cls_token, mask_token=mask_token, tokenize_chinese_chars=tokenize_chinese_chars,
                          strip_accents=strip_accents, **kwargs)
         self._unk_id = self.vocab.get(self.unk_token)
+
+    @staticmethod
+    def arguments_from_tokenizer_json(path: str) -> dict:
+        """Constructor arguments from a tokenizer.json, for folders that have no vocab.txt."""
+        from .convert import wordpiece_arguments_from_json
+
+        return wordpiece_arguments_from_json(path)
 
     def _template(self) -> Template:
         cls_ = ("special", (self.cls_token, self.cls_token_id), 0)
@@ -427,10 +434,13 @@ class ByteLevelBPETokenizer(PreTrainedTokenizer):
 
     def __init__(self, vocab_file=None, merges_file=None, errors="replace", unk_token="<|endoftext|>",
                  bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token=None, add_prefix_space=False,
-                 **kwargs):
+                 vocab=None, merges=None, **kwargs):
         from .convert import read_bpe_files
 
-        self.vocab, merges = read_bpe_files(vocab_file, merges_file)
+        if vocab is not None and merges is not None:  # in memory, e.g. from a tokenizer.json
+            self.vocab, merges = dict(vocab), [tuple(m) for m in merges]
+        else:
+            self.vocab, merges = read_bpe_files(vocab_file, merges_file)
         self.ids_to_tokens = [None] * (max(self.vocab.values(), default=-1) + 1)
         for token, index in self.vocab.items():
             self.ids_to_tokens[index] = token
@@ -444,6 +454,13 @@ class ByteLevelBPETokenizer(PreTrainedTokenizer):
 
     def _word_prefix(self, word_index: int) -> bool:
         return True
+
+    @staticmethod
+    def arguments_from_tokenizer_json(path: str) -> dict:
+        """Constructor arguments from a tokenizer.json, for folders that have no vocab.json + merges.txt."""
+        from .convert import bpe_arguments_from_json
+
+        return bpe_arguments_from_json(path)
 
     def _encode_sequence(self, text, is_split, seq_index):
         if is_split and is_split != "ids" and not self.add_prefix_space:

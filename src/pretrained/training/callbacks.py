@@ -365,7 +365,9 @@ class ProgressCallback(TrainerCallback):
 
     @staticmethod
     def _tqdm(args):
-        if getattr(args, "disable_tqdm", False):
+        from ..logging import is_progress_bar_enabled
+
+        if getattr(args, "disable_tqdm", False) or not is_progress_bar_enabled():
             return None
         try:
             from tqdm.auto import tqdm

@@ -18,7 +18,6 @@ import itertools
 import json
 import math
 import os
-import random
 import sys
 import time
 from collections.abc import Mapping
@@ -31,6 +30,7 @@ from torch import nn
 
 from ..errors import ConfigError, InputError, UnsupportedOptionError
 from ..files import atomic_write_text
+from ..utils import set_seed
 from .arguments import TrainingArguments
 from .callbacks import (
     CallbackHandler, DefaultFlowCallback, ExportableState, PrinterCallback, ProgressCallback, TrainerCallback, TrainerControl,
@@ -47,16 +47,6 @@ from .schedules import get_scheduler
 LOG_FILE = "trainer_log.jsonl"
 CARD_FIELDS = ("language", "license", "tags", "model_name", "finetuned_from", "tasks", "dataset_tags", "dataset",
                "dataset_args")  # Trainer.create_model_card's, accepted by push_to_hub  # every log entry, one JSON object per line, whatever report_to says
-
-
-def set_seed(seed: int, deterministic: bool = False) -> None:
-    """Seed python's random, numpy and torch (every device); `deterministic` also asks torch for
-    deterministic algorithms (Transformers' full_determinism)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True)
 
 
 @dataclass
