@@ -52,9 +52,12 @@ def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Next-token cross-entropy: position t predicts label t+1; label -100 is ignored."""
-    logits = logits[:, :-1].float()
-    labels = labels[:, 1:].to(logits.device)
+    """Next-token cross-entropy: position t predicts label t+1; label -100 is ignored.
+
+    The labels move left (the last position gets -100) rather than the logits right: slicing the logits would
+    copy all of them, and their gradient twice, in the largest tensors of a training step."""
+    logits = logits.float()
+    labels = F.pad(labels[:, 1:], (0, 1), value=-100).to(logits.device)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
 
 
