@@ -20,3 +20,13 @@ def hf_checkpoint(folder, config_name: str, model_name: str, seed: int = 0, **co
     model = getattr(transformers, model_name)(config).eval()
     model.save_pretrained(folder)
     return str(folder)
+
+
+def tf4_python() -> str:
+    """The python of transformers 4.57.6's venv, the oracle for what 5.x dropped (pipelines).
+
+    The venv folder is $PRETRAINED_TF4_VENV, by default <user cache>/pretrained/tf4; .ci/run builds it there."""
+    import os
+
+    default = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pretrained", "tf4")
+    return os.path.join(os.environ.get("PRETRAINED_TF4_VENV") or default, "bin", "python")

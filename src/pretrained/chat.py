@@ -31,8 +31,9 @@ def embedded_chat_model() -> str | None:
     return None
 
 
-def load_chat_model(model: str | None = None, dtype=None):
-    """(model, tokenizer) for `model` (a folder, repo id or .gguf path), or the embedded SmolLM2."""
+def load_chat_model(model: str | None = None, dtype=None, adapter: str | None = None):
+    """(model, tokenizer) for `model` (a folder, repo id or .gguf path), or the embedded SmolLM2; `adapter`: a
+    LoRA adapter folder (PEFT's format) merged into it."""
     from .auto import AutoModelForCausalLM
     from .errors import CheckpointError
     from .tokenization.auto import AutoTokenizer
@@ -44,7 +45,12 @@ def load_chat_model(model: str | None = None, dtype=None):
     tokenizer = AutoTokenizer.from_pretrained(model)
     if not tokenizer.chat_template:
         raise CheckpointError(f"{model!r} has no chat template: `pretrained chat` needs an instruction-tuned model")
-    return AutoModelForCausalLM.from_pretrained(model, dtype=dtype), tokenizer
+    loaded = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
+    if adapter is not None:
+        from .adapters import PeftModel
+
+        loaded = PeftModel.from_pretrained(loaded, adapter).merge_and_unload().eval()
+    return loaded, tokenizer
 
 
 class ChatSession:

@@ -4,6 +4,8 @@
     pretrained env [--json]
     pretrained download MODEL [--revision R] [--cache-dir DIR] [--include GLOB ...] [--exclude GLOB ...]
     pretrained scan PATH [--json]
+    pretrained export onnx --model M [--task T] [--opset N] OUTPUT
+    pretrained serve [--model M] [--embedding-model E] [--host H] [--port P] [--api-key K] [--max-batch-size N]
 
 `run` reads its texts from the arguments, or one per line from stdin when there are none. Output is
 readable by default and one JSON object per input with --json. Errors print one line
@@ -162,8 +164,23 @@ def cmd_run(args) -> int:
 def cmd_chat(args) -> int:
     from .chat import ChatSession, chat_loop, load_chat_model
 
-    model, tokenizer = load_chat_model(args.model, dtype=args.dtype)
+    model, tokenizer = load_chat_model(args.model, dtype=args.dtype, adapter=args.adapter)
     return chat_loop(ChatSession(model, tokenizer, system=args.system, max_new_tokens=args.max_new_tokens))
+
+
+# --- serve ---
+
+def cmd_serve(args) -> int:
+    try:
+        from .serving import ServerConfig, build_server
+    except ImportError as e:
+        raise CommandError(f"`pretrained serve` needs the serve extra: pip install 'pretrained[serve]' ({e})") from None
+    config = ServerConfig(model=args.model, embedding_model=args.embedding_model, api_key=args.api_key,
+                          max_batch_size=args.max_batch_size, max_queue=args.max_queue,
+                          max_model_len=args.max_model_len, dtype=args.dtype, threads=args.threads,
+                          max_prefill_tokens=args.max_prefill_tokens)
+    build_server(config, args.host, args.port, args.drain_timeout).run()
+    return 0
 
 
 # --- env ---
@@ -248,6 +265,16 @@ def cmd_download(args) -> int:
     except HfHubHTTPError as e:
         raise CommandError(f"cannot download {args.model!r}: {str(e).splitlines()[0]}") from e
     print(path)
+    return 0
+
+
+# --- export ---
+
+def cmd_export(args) -> int:
+    from .exporters.onnx import export
+
+    folder = export(args.model, args.output, task=args.task, opset=args.opset, exporter=args.exporter, atol=args.atol)
+    print(folder)
     return 0
 
 
@@ -337,10 +364,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     chat = sub.add_parser("chat", help="chat in the terminal (default: the embedded SmolLM2-135M-Instruct, offline)")
     chat.add_argument("--model", "-m", help="folder, hub id or .gguf file of an instruction-tuned model")
+    chat.add_argument("--adapter", help="a LoRA adapter folder (PEFT's format) to apply to the model")
     chat.add_argument("--system", help="system prompt")
     chat.add_argument("--max-new-tokens", type=int, default=512)
     chat.add_argument("--dtype", help="float32, float16, bfloat16 or auto")
     chat.set_defaults(func=cmd_chat)
+
+    serve = sub.add_parser("serve", help="an OpenAI-compatible HTTP server (default: the embedded SmolLM2 and MiniLM)")
+    env_default = lambda name, default=None: os.environ.get(f"PRETRAINED_SERVE_{name}", default)  # noqa: E731
+    serve.add_argument("--model", "-m", default=env_default("MODEL"), help="folder, hub id or .gguf of a causal LM ('none': embeddings only)")
+    serve.add_argument("--embedding-model", default=env_default("EMBEDDING_MODEL"),
+                       help="folder or hub id of a sentence-embedding model ('none': no /v1/embeddings)")
+    serve.add_argument("--host", default=env_default("HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(env_default("PORT", 8000)))
+    serve.add_argument("--api-key", default=env_default("API_KEY"), help="require `Authorization: Bearer KEY` on /v1")
+    serve.add_argument("--max-batch-size", type=int, default=int(env_default("MAX_BATCH_SIZE", 16)),
+                       help="requests decoded together")
+    serve.add_argument("--max-queue", type=int, default=int(env_default("MAX_QUEUE", 64)),
+                       help="requests waiting for a slot before 429")
+    serve.add_argument("--max-model-len", type=int, default=env_default("MAX_MODEL_LEN"),
+                       help="prompt + new tokens (default: the model's context)")
+    serve.add_argument("--max-prefill-tokens", type=int, default=int(env_default("MAX_PREFILL_TOKENS", 256)),
+                       help="prompt tokens prefilled between two decode steps while a batch runs")
+    serve.add_argument("--drain-timeout", type=int, default=int(env_default("DRAIN_TIMEOUT", 30)),
+                       help="seconds in-flight requests get to finish on SIGTERM")
+    serve.add_argument("--dtype", default=env_default("DTYPE"), help="float32, float16, bfloat16 or auto")
+    serve.add_argument("--threads", type=int, default=env_default("THREADS"),
+                       help="torch threads for the model (default: torch's; 1 is fastest on a shared, busy CPU)")
+    serve.set_defaults(func=cmd_serve)
 
     env = sub.add_parser("env", help="versions, devices and cache locations")
     env.add_argument("--json", action="store_true")
@@ -378,6 +429,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="hyperparameter search: N trials around the defaults, the best one kept")
     train.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
+
+    export = sub.add_parser("export", help="export a model to ONNX, validated against PyTorch in ONNX Runtime")
+    formats = export.add_subparsers(dest="format", required=True)
+    onnx = formats.add_parser("onnx", help="model.onnx + config + tokenizer in OUTPUT (needs the [onnx] extra)")
+    onnx.add_argument("output", help="folder to write")
+    onnx.add_argument("--model", required=True, help="checkpoint folder or hub id")
+    onnx.add_argument("--task", default=None, help="feature-extraction, fill-mask, text-classification, "
+                      "token-classification, question-answering, text-generation (default: from config.json)")
+    onnx.add_argument("--opset", type=int, default=18)
+    onnx.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto")
+    onnx.add_argument("--atol", type=float, default=1e-4, help="largest accepted |ONNX Runtime - PyTorch|")
+    onnx.set_defaults(func=cmd_export)
 
     scan = sub.add_parser("scan", help="what a checkpoint folder holds: formats, dtypes, parameters, pickle safety")
     scan.add_argument("path")

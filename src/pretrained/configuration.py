@@ -21,6 +21,7 @@ CONFIG_NAME = "config.json"
 
 _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "None": (type(None),),
           "list": (list, tuple), "dict": (dict,), "tuple": (list, tuple)}
+MAX_SIZE = 2**31 - 1  # bound of every size field: beyond it a config is corrupt, not large
 _DTYPE_NAMES = ("float32", "float16", "bfloat16", "float64", "int8", "uint8", "auto")
 
 
@@ -84,8 +85,9 @@ class PretrainedConfig:
 
         self.dtype = dtype
         if id2label is not None:
-            self.id2label = {int(k): v for k, v in id2label.items()}
-            self.label2id = {k: int(v) for k, v in (label2id or {v: k for k, v in self.id2label.items()}).items()}
+            self.id2label = _as_ints(id2label, f"{type(self).__name__}.id2label", keys=True)
+            label2id = label2id if label2id is not None else {v: k for k, v in self.id2label.items()}
+            self.label2id = _as_ints(label2id, f"{type(self).__name__}.label2id", keys=False)
             if num_labels is not None and num_labels != len(self.id2label):
                 raise ConfigError(f"num_labels={num_labels} but id2label has {len(self.id2label)} entries")
         else:
@@ -121,8 +123,12 @@ class PretrainedConfig:
         """Value checks shared by every architecture; subclasses add their own and call super()."""
         for name in self.positive_fields:
             value = getattr(self, name, None)
-            if isinstance(value, int) and not isinstance(value, bool) and value <= 0:
-                raise ConfigError(f"{type(self).__name__}.{name} must be > 0, got {value}")
+            if isinstance(value, int) and not isinstance(value, bool) and not 0 < value <= MAX_SIZE:
+                raise ConfigError(f"{type(self).__name__}.{name} must be in 1..{MAX_SIZE}, got {value}")
+        for name, value in vars(self).items():  # torch's Dropout refuses these later, far from the file
+            if "dropout" in name and isinstance(value, (int, float)) and not isinstance(value, bool):
+                if not 0 <= value <= 1:
+                    raise ConfigError(f"{type(self).__name__}.{name} must be a probability in [0, 1], got {value}")
         hidden, heads = getattr(self, "hidden_size", None), getattr(self, "num_attention_heads", None)
         if isinstance(hidden, int) and isinstance(heads, int) and getattr(self, "head_dim", None) is None:
             if hidden % heads:
@@ -135,6 +141,20 @@ class PretrainedConfig:
                 f"{type(self).__name__}.problem_type must be 'regression', 'single_label_classification' or "
                 f"'multi_label_classification', got {self.problem_type!r}"
             )
+
+    def implied_parameters(self) -> int:
+        """A lower bound of the parameter count the sizes imply (the token embeddings and one
+        hidden x hidden projection per layer; 0 when the config has no such sizes): a loader checks
+        it against the checkpoint before building anything, so absurd sizes fail fast."""
+        def size(name):
+            value = getattr(self, name, None)
+            return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+        hidden = size("hidden_size")
+        layers = max(size(n) for n in ("num_hidden_layers", "num_layers", "encoder_layers")) + max(
+            size(n) for n in ("decoder_layers", "num_decoder_layers"))
+        width = max(hidden, size("num_attention_heads") * size("head_dim"))
+        return layers * hidden * width + size("vocab_size") * hidden
 
     def __getattr__(self, name: str):
         # only reached when normal look-up fails: resolve aliases such as hidden_size -> dim
@@ -221,7 +241,13 @@ class PretrainedConfig:
 
     @classmethod
     def from_dict(cls, config_dict: dict[str, Any], return_unused_kwargs: bool = False, **kwargs: Any):
-        config = cls(**config_dict)
+        try:
+            config = cls(**config_dict)
+        except ConfigError as e:  # name the file: the field alone does not say which checkpoint is wrong
+            where = config_dict.get("_name_or_path")
+            if not where:
+                raise
+            raise ConfigError(f"the config.json of {where!r}: {e}") from e
         unused = config.update_from_kwargs(kwargs)
         return (config, unused) if return_unused_kwargs else config
 
@@ -261,6 +287,21 @@ class PretrainedConfig:
         return f"{type(self).__name__} {self.to_json_string()}"
 
 
+def _as_ints(mapping, field: str, keys: bool) -> dict:
+    """id2label {"0": "A"} -> {0: "A"} (keys=True), label2id {"A": "0"} -> {"A": 0}; anything else names the field."""
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{field} must be an object, got {type(mapping).__name__}")
+    out = {}
+    for key, value in mapping.items():
+        try:
+            key, value = (int(key), value) if keys else (key, int(value))
+        except (TypeError, ValueError):
+            raise ConfigError(f"{field} must map {'integer indices' if keys else 'labels to integers'}, "
+                              f"got {key!r}: {value!r}") from None
+        out[key] = value
+    return out
+
+
 def load_config_dict(path: str | os.PathLike) -> dict[str, Any]:
     """Read a config.json, with errors that name the file."""
     try:
@@ -268,10 +309,13 @@ def load_config_dict(path: str | os.PathLike) -> dict[str, Any]:
             data = json.load(f)
     except FileNotFoundError as e:
         raise CheckpointError(f"config file {os.fspath(path)!r} does not exist") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise CheckpointError(f"config file {os.fspath(path)!r} is not valid JSON: {e}") from e
     if not isinstance(data, dict):
         raise CheckpointError(f"config file {os.fspath(path)!r} must hold a JSON object, found {type(data).__name__}")
+    if not isinstance(data.get("model_type", ""), str):
+        raise ConfigError(f"config file {os.fspath(path)!r}: model_type must be a string, "
+                          f"got {type(data['model_type']).__name__}")
     return data
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
+import math
 import os
 import re
 from typing import Any
@@ -26,8 +28,10 @@ from .errors import CheckpointError, ConfigError, UnsupportedOptionError
 from .hub import HubOptions, first_existing, resolve_file
 from .weights import (
     SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME,
-    BinShard, SafetensorsShard, TensorDict, read_index, save_state_dict,
+    BinShard, SafetensorsShard, TensorDict, confine, read_index, save_state_dict,
 )
+
+logger = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 # from_pretrained keywords Transformers accepts whose effect is what loading here always does: low memory
@@ -324,10 +328,12 @@ class PreTrainedModel(nn.Module):
         if target_dtype is not None:
             config.dtype = str(target_dtype).removeprefix("torch.")
 
+        _check_sizes(config, key_to_shard, name)
         with init_empty_weights():
             model = cls(config, *model_args)
         extra_rules = tuple(conversion.Rename(old, new) for old, new in key_mapping.items())
         info = model._load_checkpoint(key_to_shard, target_dtype, ignore_mismatched_sizes, extra_rules)
+        _report_keys(model, name, info)
         model.tie_weights()
         if device_map is not None:
             dispatch(model, device_map)
@@ -408,8 +414,9 @@ class PreTrainedModel(nn.Module):
         if mismatched and not ignore_mismatched_sizes:
             lines = "\n".join(f"  {k}: checkpoint {c}, model {m}" for k, c, m in mismatched)
             raise CheckpointError(
-                f"{type(self).__name__}: checkpoint shapes do not match the model's:\n{lines}\n"
-                "Pass ignore_mismatched_sizes=True to re-initialise these weights instead."
+                f"{type(self).__name__}: checkpoint shapes do not match the model's (built from config.json's "
+                f"sizes):\n{lines}\n"
+                "Check the sizes in config.json, or pass ignore_mismatched_sizes=True to re-initialise these weights."
             )
         self._materialize_missing(dtype)
         return {"missing_keys": missing, "unexpected_keys": unexpected,
@@ -497,6 +504,35 @@ class PreTrainedModel(nn.Module):
             generation_config.save_pretrained(save_directory)
 
 
+def _check_sizes(config: PretrainedConfig, key_to_shard: dict, name) -> None:
+    """Fail fast when the config's sizes imply far more parameters than the checkpoint holds
+    (n_layer=10**9 would otherwise spend hours building modules before any key is compared)."""
+    implied = config.implied_parameters()
+    if implied <= 10**7:
+        return
+    stored = sum(math.prod(shard.shape(key)) for key, shard in key_to_shard.items())
+    if implied > 8 * stored:
+        raise ConfigError(
+            f"the config of {os.fspath(name)!r} implies at least {implied:,} parameters, the checkpoint holds "
+            f"{stored:,}: check its sizes (hidden_size, num_hidden_layers, vocab_size, ...)")
+
+
+def _report_keys(model: nn.Module, name, info: dict) -> None:
+    """Warn, as Transformers does, when the checkpoint and the model (its config) disagree: a silent
+    random initialisation or a dropped tensor is the worst surprise a config mistake can give."""
+    def listed(keys):
+        keys = [k if isinstance(k, str) else f"{k[0]} (checkpoint {k[1]}, model {k[2]})" for k in keys]
+        return ", ".join(keys[:20]) + (f" and {len(keys) - 20} more" if len(keys) > 20 else "")
+
+    where = f"{type(model).__name__}.from_pretrained({os.fspath(name)!r})"
+    if info["missing_keys"]:
+        logger.warning(f"{where}: weights missing from the checkpoint, newly initialised: {listed(info['missing_keys'])}")
+    if info["unexpected_keys"]:
+        logger.warning(f"{where}: checkpoint weights the model does not use: {listed(info['unexpected_keys'])}")
+    if info["mismatched_keys"]:
+        logger.warning(f"{where}: weights re-initialised for a size mismatch: {listed(info['mismatched_keys'])}")
+
+
 def _set_tensor(model: nn.Module, key: str, tensor: torch.Tensor) -> None:
     module_name, _, attr = key.rpartition(".")
     module = model.get_submodule(module_name)
@@ -529,16 +565,17 @@ def _open_checkpoint(name, options: HubOptions, use_safetensors: bool | None) ->
         raise CheckpointError(f"{where!r} has no weights: looked for {', '.join(candidates)}")
     filename, path = found
     opener = SafetensorsShard if filename.startswith("model.safetensors") else BinShard
+    folder = os.path.dirname(path)
     if not filename.endswith(".index.json"):
-        return [opener(path)]
-    weight_map = read_index(path)
+        return [opener(confine(path, folder))]
+    weight_map = read_index(confine(path, folder))
     shard_paths = {}
     for shard_path in dict.fromkeys(weight_map.values()):
         shard_name = os.path.relpath(shard_path, os.path.dirname(path))
         local = os.path.join(os.path.dirname(path), shard_name)
         shard_paths[shard_path] = local if os.path.isfile(local) else resolve_file(
             name, shard_name, options)
-    return [opener(p) for p in shard_paths.values()]
+    return [opener(confine(p, folder)) for p in shard_paths.values()]
 
 
 def dispatch(model: nn.Module, device_map) -> None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import pickletools
+import stat
 import zipfile
 
 from .errors import CheckpointError, UnsafeCheckpointError
 from .hub import card_metadata
-from .weights import read_index, read_safetensors_header
+from .weights import MAX_PICKLE_BYTES, read_index, read_safetensors_header
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 _KINDS = {"config.json": "config", "generation_config.json": "config", "tokenizer.json": "tokenizer",
@@ -40,14 +41,17 @@ def pickle_globals(path: str) -> list[str]:
         except Exception:  # a truncated or odd stream: report what was read
             pass
 
+    # reads are capped: a zip member can claim to inflate to gigabytes (a zip bomb), and a legacy
+    # .bin holds its tensor data after the pickle
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as z:
-            for name in z.namelist():
-                if name.endswith(".pkl"):
-                    scan(z.read(name))
+            for info in z.infolist():
+                if info.filename.endswith(".pkl"):
+                    with z.open(info) as f:
+                        scan(f.read(MAX_PICKLE_BYTES))
     else:
         with open(path, "rb") as f:
-            scan(f.read())
+            scan(f.read(MAX_PICKLE_BYTES))
     return sorted(found)
 
 
@@ -64,8 +68,9 @@ def _safetensors_entry(path: str) -> dict:
 
 
 def _pickle_entry(path: str) -> dict:
-    from .weights import load_torch_bin
+    from .weights import check_zip_members, load_torch_bin
 
+    check_zip_members(path)  # before any read inflates a member
     entry = {"kind": "pickle", "globals": pickle_globals(path)}
     try:
         state = load_torch_bin(path)
@@ -91,7 +96,16 @@ def scan_folder(path: str) -> dict:
     files = []
     for name in names:
         full = os.path.join(root, name)
-        entry = {"name": name, "bytes": os.path.getsize(full)}
+        try:
+            info = os.stat(full)
+        except OSError as e:  # a dangling link
+            files.append({"name": name, "kind": "unreadable", "safe": False, "error": str(e)})
+            continue
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block the read, a link to /dev/zero never end
+            files.append({"name": name, "kind": "not a regular file", "safe": False,
+                          "error": f"{name} is not a regular file (or a link to one): not read"})
+            continue
+        entry = {"name": name, "bytes": info.st_size}
         base = os.path.basename(name)
         try:
             if base.endswith(".safetensors"):

@@ -73,8 +73,8 @@ def safetensors_layout(path: str) -> tuple[dict, int, dict]:
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicates)
     except UnicodeDecodeError as e:
         raise CheckpointError(f"{path}: safetensors header is not UTF-8") from e
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path}: safetensors header is not valid JSON ({e})") from e
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{path}: safetensors header is not valid JSON ({str(e) or type(e).__name__})") from e
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: safetensors header must be a JSON object")
 
@@ -89,7 +89,7 @@ def safetensors_layout(path: str) -> tuple[dict, int, dict]:
         if not isinstance(info, dict) or set(info) - {"dtype", "shape", "data_offsets"}:
             raise CheckpointError(f"{path}: entry {name!r} must have exactly dtype, shape, data_offsets")
         dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-        if dtype not in DTYPE_SIZES:
+        if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
             raise CheckpointError(f"{path}: tensor {name!r} has unknown dtype {dtype!r}; expected one of {sorted(DTYPE_SIZES)}")
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
             raise CheckpointError(f"{path}: tensor {name!r} has invalid shape {shape!r}")
@@ -241,9 +241,36 @@ class BinShard(TensorDict):
         super().__init__(load_torch_bin(path))
 
 
+MAX_PICKLE_BYTES = 1 << 30  # a data.pkl holds tensor metadata only: megabytes even for large models
+MAX_INFLATION = 100  # torch writes zip members stored; a deflated member many times its packed size is a bomb
+
+
+def check_zip_members(path: str) -> None:
+    """Refuse a zip-format checkpoint whose members would inflate without bound: torch extracts a
+    compressed member whole into memory, so a small file could claim gigabytes."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable zip archive: {e}") from e
+    for m in members:
+        pickled = m.filename.endswith(".pkl")
+        if pickled and m.file_size > MAX_PICKLE_BYTES:
+            raise CheckpointError(f"{path}: {m.filename} would inflate to {m.file_size:,} bytes, over the "
+                                  f"{MAX_PICKLE_BYTES:,} a pickle of tensor metadata can need")
+        if m.compress_type != 0 and m.file_size > MAX_INFLATION * max(m.compress_size, 1) + (1 << 20):
+            raise CheckpointError(f"{path}: {m.filename} inflates from {m.compress_size:,} to {m.file_size:,} "
+                                  "bytes (a zip bomb); refused")
+
+
 def load_torch_bin(path: str) -> dict:
     import torch
 
+    check_zip_members(path)
     try:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -268,13 +295,30 @@ def load_torch_bin(path: str) -> dict:
 
 # --- shard indexes ---
 
+def confine(path: str, folder: str) -> str:
+    """`path`, a weight file of the checkpoint in `folder`; refused when a symlink leads it outside
+    the folder (and, for a hub snapshot, outside its repo's cache, where snapshots link to blobs)."""
+    real = os.path.realpath(path)
+    roots = [os.path.realpath(folder)]
+    parts = os.path.abspath(folder).split(os.sep)
+    if "snapshots" in parts[1:]:
+        at = len(parts) - 1 - parts[::-1].index("snapshots")
+        if re.match(r"(models|datasets|spaces)--", parts[at - 1]):
+            roots.append(os.path.realpath(os.sep.join(parts[:at])))
+    if not any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots):
+        raise UnsafeCheckpointError(
+            f"weight file {path} is a link to {real}, outside the checkpoint folder {folder}: "
+            "refused (copy the file into the folder, or load the folder it belongs to)")
+    return path
+
+
 def read_index(index_path: str) -> dict[str, str]:
     """weight name -> shard path, from a *.index.json; shard names may not leave the folder."""
     try:
         with open(index_path, encoding="utf-8") as f:
             index = json.load(f)
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"shard index {index_path} is unreadable: {e}") from e
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise CheckpointError(f"shard index {index_path} is unreadable: {str(e) or type(e).__name__}") from e
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict):
         raise CheckpointError(f"shard index {index_path} has no 'weight_map' object")
@@ -325,9 +369,11 @@ def save_state_dict(
 ) -> list[str]:
     """Write weights into `folder`, sharded with an index if needed; returns the file names written.
 
-    Every file is first written into a temporary folder beside the target; only complete files are
-    then moved in by rename (index last), and weight files of an earlier save that the new one does
-    not use are removed afterwards. A save killed while writing leaves the previous files intact.
+    A save over an earlier one switches from the old weights to the new in one atomic step, so a
+    save killed at any moment leaves a folder that loads entirely old or entirely new weights:
+    files are written into a temporary folder beside the target and moved in by rename; new shards
+    never take the name of a file in place (the old index still names only old shards), the index
+    (or the single file) is renamed in last, and only then are the old weight files removed.
     """
     import torch
 
@@ -335,10 +381,8 @@ def save_state_dict(
     shards = shard_state_dict(state_dict, parse_size(max_shard_size))
     base, ext = (SAFE_WEIGHTS_NAME if safe_serialization else WEIGHTS_NAME).rsplit(".", 1)
     index_name = SAFE_WEIGHTS_INDEX_NAME if safe_serialization else WEIGHTS_INDEX_NAME
-    names = [f"{base}.{ext}"] if len(shards) == 1 else [
-        f"{base}-{i + 1:05d}-of-{len(shards):05d}.{ext}" for i in range(len(shards))
-    ]
     os.makedirs(folder, exist_ok=True)
+    names = [f"{base}.{ext}"] if len(shards) == 1 else _fresh_shard_names(folder, base, ext, len(shards))
     staging = tempfile.mkdtemp(prefix=".saving-", dir=folder)
     try:
         for name, shard in zip(names, shards):
@@ -349,8 +393,7 @@ def save_state_dict(
                 save_file(shard, tmp, metadata={"format": "pt", **(metadata or {})})
             else:
                 torch.save(shard, tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
+            _fsync(tmp)
         written = list(names)
         if len(shards) > 1:
             index = {
@@ -360,18 +403,42 @@ def save_state_dict(
             with open(os.path.join(staging, index_name), "w", encoding="utf-8") as f:
                 json.dump(index, f, indent=2, sort_keys=True)
                 f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
             written.append(index_name)
-        for name in written:  # index last: it names the shards, which are all in place by then
+        for name in written:  # the last rename (index, or the single file) is the switch
             os.replace(os.path.join(staging, name), os.path.join(folder, name))
+        _fsync(folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     _remove_stale_weights(folder, base, ext, keep=set(written))
     return written
 
 
+def _fresh_shard_names(folder: str, base: str, ext: str, count: int) -> list[str]:
+    """Transformers' shard names, or with a random tag when one is taken: an old shard is never overwritten."""
+    plain = [f"{base}-{i + 1:05d}-of-{count:05d}.{ext}" for i in range(count)]
+    while any(os.path.lexists(os.path.join(folder, name)) for name in plain):
+        tag = os.urandom(4).hex()
+        plain = [f"{base}-{i + 1:05d}-of-{count:05d}-{tag}.{ext}" for i in range(count)]
+    return plain
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _remove_stale_weights(folder: str, base: str, ext: str, keep: Iterable[str]) -> None:
-    """Drop shards and index of an earlier save in the same format that this save did not rewrite."""
-    pattern = re.compile(rf"^{re.escape(base)}(-\d{{5}}-of-\d{{5}})?\.{ext}(\.index\.json)?$")
-    for name in os.listdir(folder):
-        if pattern.match(name) and name not in keep:
-            os.remove(os.path.join(folder, name))
+    """Drop the weight files of an earlier save in the same format that this save did not write.
+
+    A single file is removed first: the loader prefers it to an index, so until it goes an
+    interrupted switch from single file to shards still loads the old weights whole."""
+    pattern = re.compile(rf"^{re.escape(base)}(-\d{{5}}-of-\d{{5}}(-[0-9a-f]{{8}})?)?\.{ext}(\.index\.json)?$")
+    stale = [name for name in os.listdir(folder) if pattern.match(name) and name not in keep]
+    single, index = f"{base}.{ext}", f"{base}.{ext}.index.json"
+    for name in sorted(stale, key=lambda n: (n != single, n != index)):
+        os.remove(os.path.join(folder, name))

@@ -9,7 +9,9 @@ import subprocess
 
 import pytest
 
-TF4_PYTHON = "/tmp/tf4/bin/python"  # transformers 4.57.6: the oracle for pipelines 5.x dropped
+from checkpoints import tf4_python
+
+TF4_PYTHON = tf4_python()  # transformers 4.57.6: the oracle for pipelines 5.x dropped
 BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, vocab_size=30522,
             max_position_embeddings=512, type_vocab_size=2)
 MINILM_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
@@ -40,8 +42,9 @@ def bert_checkpoint(folder, minilm_path: str, model_name: str, seed: int = 0, la
 def tf4_pipeline(task: str, model: str, calls: list[dict]) -> list:
     """Run transformers 4.57.6's pipeline in its own venv: calls are {"inputs"/"kwargs"}; returns the results."""
     if not os.path.exists(TF4_PYTHON):
-        pytest.skip(f"transformers 4.57.6 venv absent ({TF4_PYTHON}): python -m venv /tmp/tf4 && "
-                    "/tmp/tf4/bin/pip install torch==2.13.0 transformers==4.57.6")
+        venv = os.path.dirname(os.path.dirname(TF4_PYTHON))
+        pytest.skip(f"transformers 4.57.6 venv absent ({TF4_PYTHON}; set PRETRAINED_TF4_VENV): python -m venv {venv} && "
+                    f"{venv}/bin/pip install torch==2.13.0 transformers==4.57.6")
     script = r"""
 import json, sys
 import numpy as np

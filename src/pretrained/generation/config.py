@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import numbers
 import os
 from typing import Any, Callable
@@ -69,13 +70,15 @@ def _is_id_list(v) -> bool:
 
 _KINDS: dict[str, Callable[[Any], bool]] = {
     "int": _is_int,
-    "number": lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool),
+    # NaN fails every range test by comparing False, and would pass a check written as `not v < 0`
+    "number": lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v),
     "bool": lambda v: isinstance(v, bool) or (_is_int(v) and v in (0, 1)),
-    "ids": lambda v: _is_int(v) or _is_id_list(v),
+    "ids": lambda v: _is_int(v) or (_is_id_list(v) and len(v) > 0),  # [] would stop at nothing, silently
     "id_list": _is_id_list,
     "strings": lambda v: isinstance(v, str) or (isinstance(v, (list, tuple)) and all(isinstance(t, str) for t in v)),
 }
-_KIND_NAMES = {"int": "an int", "number": "a number", "bool": "True or False", "ids": "a token id or a list of them",
+_KIND_NAMES = {"int": "an int", "number": "a finite number", "bool": "True or False",
+               "ids": "a token id or a non-empty list of them",
                "id_list": "a list of token ids",
                "strings": "a string or a list of strings"}
 
@@ -211,7 +214,7 @@ class GenerationConfig:
                 data = json.load(f)
         except FileNotFoundError as e:
             raise CheckpointError(f"{os.fspath(path)!r} does not exist") from e
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
             raise CheckpointError(f"{os.fspath(path)!r} is not valid JSON: {e}") from e
         if not isinstance(data, dict):
             raise CheckpointError(f"{os.fspath(path)!r} must hold a JSON object, found {type(data).__name__}")

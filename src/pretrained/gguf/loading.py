@@ -65,10 +65,13 @@ def cache_root(options: HubOptions | None = None) -> str:
 
 
 def file_digest(path: str, root: str) -> str:
-    """sha256 of the file, remembered per (path, size, mtime) so a warm start does not re-hash it."""
+    """sha256 of the file, remembered per (path, inode, size, mtime, ctime) so a warm start does not
+    re-hash it. ctime cannot be set back by hand: a file replaced by another of the same size and
+    mtime (copied with its times, or `touch -r`) is hashed again, never served the old weights."""
     real = os.path.realpath(path)
     stat = os.stat(real)
-    stamp = {"path": real, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    stamp = {"path": real, "device": stat.st_dev, "inode": stat.st_ino, "size": stat.st_size,
+             "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns}
     memo = os.path.join(root, "digests", hashlib.sha1(real.encode()).hexdigest() + ".json")
     with contextlib.suppress(OSError, ValueError, KeyError):
         with open(memo, encoding="utf-8") as f:

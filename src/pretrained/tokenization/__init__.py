@@ -29,6 +29,9 @@ _EXPORTS = {
     "T5Tokenizer": "models",
     "T5TokenizerFast": "models",
     "XLMRobertaTokenizerFast": "models",
+    "DebertaV2Tokenizer": "models",
+    "DebertaV2TokenizerFast": "models",
+    "MPNetTokenizerFast": "models",
 }
 
 __all__ = sorted(_EXPORTS)

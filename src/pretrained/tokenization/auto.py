@@ -22,6 +22,8 @@ TOKENIZER_MAPPING: dict[str, tuple[str | None, str | None]] = {
     "mistral": ("LlamaTokenizer", "LlamaTokenizerFast"),
     "t5": ("T5Tokenizer", "T5TokenizerFast"),
     "xlm-roberta": (None, "XLMRobertaTokenizerFast"),
+    "deberta-v2": ("DebertaV2Tokenizer", "DebertaV2TokenizerFast"),
+    "mpnet": (None, "MPNetTokenizerFast"),
 }
 _REGISTERED: dict[str, type] = {}
 

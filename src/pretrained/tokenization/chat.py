@@ -7,6 +7,7 @@ JSON schemas through tools.get_json_schema.
 from __future__ import annotations
 
 import json
+import threading
 from datetime import datetime
 from functools import lru_cache
 
@@ -29,6 +30,38 @@ def _strftime_now(fmt):
     return datetime.now().strftime(fmt)
 
 
+MAX_LOOP_STEPS = 1_000_000  # loop iterations per render: real templates take a few per message
+MAX_OUTPUT = 10_000_000  # characters a render (or one repetition inside it) may produce
+_budget = threading.local()
+
+
+def _bounded(iterable):
+    """Yield the loop's items, charging each to this render's step budget."""
+    for item in iterable:
+        _budget.steps -= 1
+        if _budget.steps < 0:
+            raise InputError(f"chat template: more than {MAX_LOOP_STEPS:,} loop iterations in one render "
+                             "(an unbounded loop?)")
+        yield item
+
+
+def render_bounded(template, **context) -> str:
+    """template.render(**context) within the step, output and recursion bounds, as an InputError past them."""
+    _budget.steps = MAX_LOOP_STEPS
+    parts, size = [], 0
+    try:
+        for chunk in template.generate(**context):
+            size += len(chunk)
+            if size > MAX_OUTPUT:
+                raise InputError(f"chat template: the rendered text exceeds {MAX_OUTPUT:,} characters")
+            parts.append(chunk)
+    except RecursionError:
+        raise InputError("chat template: recursion too deep (a macro or recursive loop that does not end?)") from None
+    except (MemoryError, OverflowError) as e:
+        raise InputError(f"chat template: the render needs more memory than allowed ({type(e).__name__})") from None
+    return "".join(parts)
+
+
 @lru_cache(maxsize=32)
 def compile_template(source: str):
     import jinja2
@@ -45,7 +78,31 @@ def compile_template(source: str):
             body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
             return jinja2.nodes.Scope(body, lineno=lineno)
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[GenerationBlock, loopcontrols])
+    class BoundedEnvironment(ImmutableSandboxedEnvironment):
+        """The sandbox with bounds on time and memory: every for-loop draws its items through
+        `_bounded` (a step budget per render), and `*` / `**` refuse results past MAX_OUTPUT."""
+
+        intercepted_binops = frozenset(["*", "**"])
+
+        def _parse(self, source, name, filename):
+            tree = super()._parse(source, name, filename)
+            for loop in tree.find_all(jinja2.nodes.For):
+                loop.iter = jinja2.nodes.Call(jinja2.nodes.Name("_bounded", "load"), [loop.iter], [], None, None)
+            return tree
+
+        def call_binop(self, context, operator, left, right):
+            if operator == "*" and isinstance(left, int) and isinstance(right, (str, list, tuple)):
+                left, right = right, left
+            if operator == "*" and isinstance(left, (str, list, tuple)) and isinstance(right, int):
+                if len(left) * right > MAX_OUTPUT:
+                    raise InputError(f"chat template: a repetition of {len(left) * right:,} items exceeds the "
+                                     f"{MAX_OUTPUT:,} allowed")
+            if operator == "**" and isinstance(left, int) and isinstance(right, int) and abs(right) > 4096:
+                raise InputError(f"chat template: the power {left} ** {right} is too large to compute")
+            return super().call_binop(context, operator, left, right)
+
+    env = BoundedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[GenerationBlock, loopcontrols])
+    env.globals["_bounded"] = _bounded
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
@@ -100,8 +157,8 @@ def apply_chat_template(tok, conversation, tools=None, documents=None, chat_temp
     rendered = []
     for chat in conversations:
         messages = [{k: v for k, v in message.items() if v is not None} for message in chat]
-        text = template.render(messages=messages, tools=schemas, documents=documents,
-                               add_generation_prompt=add_generation_prompt, **context)
+        text = render_bounded(template, messages=messages, tools=schemas, documents=documents,
+                              add_generation_prompt=add_generation_prompt, **context)
         if continue_final_message:
             text = _cut_after_final_message(text, messages[-1], continue_final_message)
         rendered.append(text)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import struct
 
-from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 from ..errors import CheckpointError
 
@@ -39,7 +39,7 @@ def read_bpe_files(vocab_file: str | None, merges_file: str | None) -> tuple[dic
     try:
         with open(vocab_file, encoding="utf-8") as f:
             vocab = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise CheckpointError(f"cannot read vocabulary file {vocab_file}: {e}") from e
     if not isinstance(vocab, dict):
         raise CheckpointError(f"{vocab_file} must map tokens to ids")
@@ -229,6 +229,24 @@ def unigram_tokenizer(spm: SentencePieceModel, template) -> Tokenizer:
         pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True),
     ])
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    _add_spm_specials(tok, spm)
+    tok.post_processor = template
+    return tok
+
+
+def deberta_v2_tokenizer(spm: SentencePieceModel, template, do_lower_case: bool, split_by_punct: bool) -> Tokenizer:
+    """DeBERTa-v2/v3: SentencePiece Unigram; the text is stripped, normalised by the model's charsmap and its
+    runs of spaces collapsed (what SentencePiece itself does), optionally lower-cased and split at punctuation."""
+    vocab = [(piece, score) for piece, score, _ in spm.pieces]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=spm.unk_id, byte_fallback=spm.byte_fallback))
+    steps = [normalizers.Lowercase()] if do_lower_case else []
+    steps.append(normalizers.Strip())
+    if spm.charsmap:
+        steps.append(normalizers.Precompiled(spm.charsmap))
+    tok.normalizer = normalizers.Sequence(steps + [normalizers.Replace(Regex(" {2,}"), " ")])
+    split = [pre_tokenizers.Punctuation(behavior="isolated")] if split_by_punct else []
+    tok.pre_tokenizer = pre_tokenizers.Sequence(split + [pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")])
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     _add_spm_specials(tok, spm)
     tok.post_processor = template
     return tok

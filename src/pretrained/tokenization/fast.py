@@ -15,6 +15,7 @@ from tokenizers import AddedToken, Tokenizer
 
 from ..errors import CheckpointError, InputError
 from .base import PreTrainedTokenizerBase, Template, apply_template
+from .checks import check_tokenizer_json
 from .encoding import Encoding
 
 
@@ -23,12 +24,15 @@ def load_tokenizer_json(path: str) -> Tokenizer:
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
-        json.loads(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"cannot read tokenizer file {path}: {e}") from e
+        data = json.loads(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise CheckpointError(f"cannot read tokenizer file {path}: {str(e) or type(e).__name__}") from e
+    check_tokenizer_json(data, path)
     try:
         return Tokenizer.from_str(text)
-    except Exception as e:  # the Rust library raises a bare Exception
+    except BaseException as e:  # the Rust library raises a bare Exception, or panics (a BaseException)
+        if not isinstance(e, Exception) and type(e).__name__ != "PanicException":
+            raise
         raise CheckpointError(f"{path} is not a valid tokenizers file: {e}") from e
 
 

@@ -11,6 +11,7 @@ import os
 from ..errors import CheckpointError
 from ..files import atomic_write_text
 from ..hub import HubOptions, resolve_file
+from .checks import check_tokenizer_config
 
 CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_FILE = "special_tokens_map.json"
@@ -24,7 +25,7 @@ def read_json(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise CheckpointError(f"cannot read {path}: {e}") from e
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} must hold a JSON object, not {type(data).__name__}")
@@ -33,7 +34,7 @@ def read_json(path: str) -> dict:
 
 def read_tokenizer_config(name_or_path, options: HubOptions) -> dict:
     path = resolve_file(name_or_path, CONFIG_FILE, options, required=False)
-    return read_json(path) if path else {}
+    return check_tokenizer_config(read_json(path), path) if path else {}
 
 
 def load_tokenizer(cls, name_or_path, *init_inputs, **kwargs):
@@ -45,7 +46,7 @@ def load_tokenizer(cls, name_or_path, *init_inputs, **kwargs):
     config = read_tokenizer_config(name, options)
     special_path = resolve_file(name, SPECIAL_TOKENS_FILE, options, required=False)
     if special_path:
-        for key, value in read_json(special_path).items():
+        for key, value in check_tokenizer_config(read_json(special_path), special_path).items():
             config.setdefault(key, value)
     added_path = resolve_file(name, ADDED_TOKENS_FILE, options, required=False)
     if added_path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from tokenizers import AddedToken, processors
 
-from ..errors import CheckpointError, InputError
+from ..errors import CheckpointError, InputError, UnsupportedOptionError
 from . import convert
 from .base import Template
 from .fast import PreTrainedTokenizerFast, set_byte_level_flags
@@ -37,8 +37,12 @@ class BertTokenizerFast(PreTrainedTokenizerFast):
     def _convert_from_files(self, **kw):
         if self._vocab_file is None:
             return None
+        vocab = convert.read_wordpiece_vocab(self._vocab_file)
+        for key in ("cls_token", "sep_token"):  # the post-processor needs their ids
+            if str(kw[key]) not in vocab:
+                raise CheckpointError(f"{self._vocab_file}: {key} {str(kw[key])!r} is not in the vocabulary")
         return convert.wordpiece_tokenizer(
-            convert.read_wordpiece_vocab(self._vocab_file), kw["unk_token"], kw["cls_token"], kw["sep_token"],
+            vocab, kw["unk_token"], kw["cls_token"], kw["sep_token"],
             do_lower_case=kw["do_lower_case"], strip_accents=kw["strip_accents"],
             tokenize_chinese_chars=kw["tokenize_chinese_chars"],
         )
@@ -254,6 +258,62 @@ class XLMRobertaTokenizerFast(PreTrainedTokenizerFast):
         super().__init__(tokenizer_file=tokenizer_file, **kwargs)
 
 
+_DEBERTA_SPECIALS = dict(bos_token="[CLS]", eos_token="[SEP]", unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]",
+                         cls_token="[CLS]", mask_token="[MASK]")
+
+
+class DebertaV2Tokenizer(SentencePieceTokenizer):
+    """DeBERTa-v2/v3: SentencePiece Unigram (spm.model); `[CLS] A [SEP]`, pairs `[CLS] A [SEP] B [SEP]` with
+    token type 1 for the second text."""
+
+    vocab_files_names = {"vocab_file": "spm.model"}
+    model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
+
+    def __init__(self, vocab_file=None, do_lower_case=False, split_by_punct=False, **kwargs):
+        if do_lower_case or split_by_punct:
+            raise UnsupportedOptionError("DebertaV2Tokenizer (SentencePiece backend): do_lower_case / split_by_punct "
+                                         "are implemented by DebertaV2TokenizerFast only")
+        for key, value in _DEBERTA_SPECIALS.items():
+            kwargs.setdefault(key, value)
+        super().__init__(vocab_file, **kwargs)
+
+    def _template(self) -> Template:
+        cls_, sep = ("special", (self.cls_token, self.cls_token_id)), ("special", (self.sep_token, self.sep_token_id))
+        single = [(*cls_, 0), ("seq", 0, 0), (*sep, 0)]
+        return Template(single, single + [("seq", 1, 1), (*sep, 1)])
+
+
+class DebertaV2TokenizerFast(PreTrainedTokenizerFast):
+    vocab_files_names = {"vocab_file": "spm.model", "tokenizer_file": "tokenizer.json"}
+    model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
+    slow_tokenizer_class = DebertaV2Tokenizer
+
+    def __init__(self, vocab_file=None, tokenizer_file=None, do_lower_case=False, split_by_punct=False, **kwargs):
+        self._vocab_file = vocab_file
+        for key, value in _DEBERTA_SPECIALS.items():
+            kwargs.setdefault(key, value)
+        super().__init__(tokenizer_file=tokenizer_file, do_lower_case=do_lower_case, split_by_punct=split_by_punct,
+                         **kwargs)
+
+    def _convert_from_files(self, **kw):
+        if self._vocab_file is None:
+            return None
+        spm = convert.SentencePieceModel(self._vocab_file)
+        vocab = spm.vocab()
+        cls_, sep = str(kw["cls_token"]), str(kw["sep_token"])
+        template = convert.template_processor([(cls_, 0), ("$A", 0), (sep, 0)],
+                                              [(cls_, 0), ("$A", 0), (sep, 0), ("$B", 1), (sep, 1)],
+                                              {cls_: vocab[cls_], sep: vocab[sep]})
+        return convert.deberta_v2_tokenizer(spm, template, kw["do_lower_case"], kw["split_by_punct"])
+
+
+class MPNetTokenizerFast(PreTrainedTokenizerFast):
+    """MPNet (all-mpnet-base-v2) over its tokenizer.json; the model takes no token types."""
+
+    vocab_files_names = {"tokenizer_file": "tokenizer.json"}
+    model_input_names = ["input_ids", "attention_mask"]
+
+
 class BartTokenizer(RobertaTokenizer):
     """BART's tokenizer is RoBERTa's (the same byte-level BPE, special tokens and templates)."""
 
@@ -265,5 +325,5 @@ class BartTokenizerFast(RobertaTokenizerFast):
 CLASSES = {cls.__name__: cls for cls in (
     BertTokenizer, BertTokenizerFast, DistilBertTokenizer, DistilBertTokenizerFast, GPT2Tokenizer, GPT2TokenizerFast,
     RobertaTokenizer, RobertaTokenizerFast, BartTokenizer, BartTokenizerFast, LlamaTokenizer, LlamaTokenizerFast, T5Tokenizer, T5TokenizerFast,
-    XLMRobertaTokenizerFast, PreTrainedTokenizerFast,
+    XLMRobertaTokenizerFast, DebertaV2Tokenizer, DebertaV2TokenizerFast, MPNetTokenizerFast, PreTrainedTokenizerFast,
 )}

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import InputError
 from . import datafiles
+from .chat_data import chat_example
 
 TASKS = ("text-classification", "token-classification", "causal-lm", "seq2seq")
 
@@ -160,16 +161,15 @@ def _encode_tokens(tokenizer, rows, names, options):
 def _encode_lm(tokenizer, rows, names, options):
     out = []
     for kind, value in rows:
-        if kind == "chat":
+        if kind == "chat":  # the loss on the assistant's replies only
             if not getattr(tokenizer, "chat_template", None):
                 raise InputError(f"{options.data}: chat messages need a tokenizer with a chat template; "
                                  f"{options.model} has none")
-            text = tokenizer.apply_chat_template(value, tokenize=False)
-            ids = tokenizer(text, add_special_tokens=False, truncation=True, max_length=options.max_length)["input_ids"]
-        else:
-            ids = tokenizer(value, truncation=True, max_length=options.max_length)["input_ids"]
-            if tokenizer.eos_token_id is not None and len(ids) < options.max_length:
-                ids = ids + [tokenizer.eos_token_id]  # so the model learns where a text ends
+            out.append(chat_example(tokenizer, value, options.max_length))
+            continue
+        ids = tokenizer(value, truncation=True, max_length=options.max_length)["input_ids"]
+        if tokenizer.eos_token_id is not None and len(ids) < options.max_length:
+            ids = ids + [tokenizer.eos_token_id]  # so the model learns where a text ends
         out.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": list(ids)})
     return out
 

