@@ -127,6 +127,11 @@ def run_case(folder: str, kind: str) -> dict:
     pid = os.fork()
     if pid == 0:  # the child: limits, load, report, and never return into pytest
         os.close(read)
+        # a thread pool the parent used (earlier tests in this worker) does not survive fork: OpenMP would wait
+        # forever for its lost threads; one thread runs every parallel loop inline
+        import torch
+
+        torch.set_num_threads(1)
         result = {"outcome": "ok"}
         try:
             with open("/proc/self/statm") as f:
