@@ -8,13 +8,12 @@ has one, else the image processor, else the tokenizer.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 from ..errors import CheckpointError, UnknownModelError
 from ..hub import HubOptions, resolve_file
-from .base import PREPROCESSOR_NAME, load_preprocessor_config
+from .base import PREPROCESSOR_NAME, load_preprocessor_config, read_json_object
 
 PROCESSOR_NAME = "processor_config.json"
 # model_type -> image processor class name, for checkpoints whose preprocessing config names no class
@@ -30,14 +29,7 @@ def _json(name, filename: str, options: HubOptions) -> dict | None:
     path = resolve_file(name, filename, options, required=False)
     if path is None:
         return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path!r} is not valid JSON: {e}") from e
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path!r} must hold a JSON object, found {type(data).__name__}")
-    return data
+    return read_json_object(path)
 
 
 def image_processor_config(name, options: HubOptions) -> dict:

@@ -122,6 +122,11 @@ def load_preprocessor_config(name_or_path, options: HubOptions | None = None) ->
         path = os.fspath(name_or_path)
     else:
         path = resolve_file(name_or_path, PREPROCESSOR_NAME, options or HubOptions())
+    return read_json_object(path)
+
+
+def read_json_object(path: str) -> dict:
+    """A JSON file holding an object; errors name the file."""
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
