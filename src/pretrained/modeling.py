@@ -270,9 +270,11 @@ class PreTrainedModel(nn.Module):
         attn_implementation: str | None = None,
         use_safetensors: bool | None = None,
         state_dict: dict | None = None,
+        strict: bool = False,
         **kwargs: Any,
     ):
-        """Load config and weights from a folder or hub repo id, as Transformers' from_pretrained."""
+        """Load config and weights from a folder or hub repo id, as Transformers' from_pretrained.
+        `strict=True` turns the warning about missing, unused or re-initialised weights into an error."""
         name = pretrained_model_name_or_path
         options = HubOptions.pop_from(kwargs)
         for key in _NO_OP_KWARGS:
@@ -333,7 +335,7 @@ class PreTrainedModel(nn.Module):
             model = cls(config, *model_args)
         extra_rules = tuple(conversion.Rename(old, new) for old, new in key_mapping.items())
         info = model._load_checkpoint(key_to_shard, target_dtype, ignore_mismatched_sizes, extra_rules)
-        _report_keys(model, name, info)
+        _report_keys(model, name, info, strict)
         model.tie_weights()
         if device_map is not None:
             dispatch(model, device_map)
@@ -517,20 +519,24 @@ def _check_sizes(config: PretrainedConfig, key_to_shard: dict, name) -> None:
             f"{stored:,}: check its sizes (hidden_size, num_hidden_layers, vocab_size, ...)")
 
 
-def _report_keys(model: nn.Module, name, info: dict) -> None:
+def _report_keys(model: nn.Module, name, info: dict, strict: bool) -> None:
     """Warn, as Transformers does, when the checkpoint and the model (its config) disagree: a silent
-    random initialisation or a dropped tensor is the worst surprise a config mistake can give."""
+    random initialisation or a dropped tensor is the worst surprise a config mistake can give. With
+    `strict`, any disagreement is an error."""
     def listed(keys):
         keys = [k if isinstance(k, str) else f"{k[0]} (checkpoint {k[1]}, model {k[2]})" for k in keys]
         return ", ".join(keys[:20]) + (f" and {len(keys) - 20} more" if len(keys) > 20 else "")
 
     where = f"{type(model).__name__}.from_pretrained({os.fspath(name)!r})"
-    if info["missing_keys"]:
-        logger.warning(f"{where}: weights missing from the checkpoint, newly initialised: {listed(info['missing_keys'])}")
-    if info["unexpected_keys"]:
-        logger.warning(f"{where}: checkpoint weights the model does not use: {listed(info['unexpected_keys'])}")
-    if info["mismatched_keys"]:
-        logger.warning(f"{where}: weights re-initialised for a size mismatch: {listed(info['mismatched_keys'])}")
+    problems = [f"{what}: {listed(info[key])}" for key, what in (
+        ("missing_keys", "weights missing from the checkpoint, newly initialised"),
+        ("unexpected_keys", "checkpoint weights the model does not use"),
+        ("mismatched_keys", "weights re-initialised for a size mismatch")) if info[key]]
+    if strict and problems:
+        raise CheckpointError(f"{where} with strict=True: the checkpoint does not match the model: "
+                              + "; ".join(problems))
+    for problem in problems:
+        logger.warning(f"{where}: {problem}")
 
 
 def _set_tensor(model: nn.Module, key: str, tensor: torch.Tensor) -> None:

@@ -16,14 +16,18 @@ import traceback
 
 import pytest
 
-from hardening_files import bert_folder, tokenizer_folder
+from hardening_files import bert_folder, byte_level_bpe_folder, sentencepiece_folder, tokenizer_folder
 
 SEED = 19
 TIME_LIMIT_S = 20
 MEMORY_HEADROOM = 1 << 30  # address space a case may add to the forked parent's
 # (file kind, cases): a few hundred in all
 KINDS = {"config.json": 60, "model.safetensors": 40, "model.safetensors.index.json": 30, "tokenizer.json": 50,
-         "tokenizer_config.json": 40, "special_tokens_map.json": 20, "generation_config.json": 40, "vocab.txt": 20}
+         "tokenizer_config.json": 40, "special_tokens_map.json": 20, "generation_config.json": 40, "vocab.txt": 20,
+         "spiece.model": 40, "tokenizer.model": 40, "vocab.json": 30, "merges.txt": 30}
+# where each kind's originals live: the BERT checkpoint, or a tokenizer of another backend
+SOURCE = {"model.safetensors.index.json": "sharded", "spiece.model": "unigram", "tokenizer.model": "sentencepiece_bpe",
+          "vocab.json": "byte_level_bpe", "merges.txt": "byte_level_bpe"}
 ODD_VALUES = [None, True, -1, 0, 1.5, 10**12, -(10**9), float("nan"), float("inf"), "", "x", "[CLS]", [], [5], ["a"],
               {}, {"content": 5}, {"content": "[CLS]"}, {"a": {"b": [1, {}]}}, [[[[]]]], "\u0000\ud7ff", 2**63]
 
@@ -84,6 +88,21 @@ def mutate_safetensors(raw: bytes, rng: random.Random) -> bytes:
     return struct.pack("<Q", len(text)) + text + raw[8 + n:]
 
 
+def mutate_lines(raw: bytes, rng: random.Random) -> bytes:
+    """A line-level change to a vocabulary or merges file: a line replaced by odd tokens, dropped or repeated."""
+    lines = raw.decode("utf-8").split("\n")
+    at = rng.randrange(len(lines))
+    op = rng.random()
+    if op < 0.5:
+        lines[at] = " ".join(rng.choice(["zz", "qq", "", " ", "[CLS]", "\u0120x", "#version: 0.2", "a b c"])
+                             for _ in range(rng.randint(1, 3)))
+    elif op < 0.75:
+        del lines[at]
+    else:
+        lines.insert(at, lines[rng.randrange(len(lines))])
+    return "\n".join(lines).encode("utf-8")
+
+
 def mutate(folder: str, kind: str, rng: random.Random) -> None:
     path = os.path.join(folder, kind)
     with open(path, "rb") as f:
@@ -92,13 +111,15 @@ def mutate(folder: str, kind: str, rng: random.Random) -> None:
         raw = mutate_safetensors(raw, rng)
     elif kind.endswith(".json") and rng.random() < 0.85:
         raw = dumps(mutate_json(json.loads(raw), rng))
+    elif kind.endswith(".txt") and rng.random() < 0.6:
+        raw = mutate_lines(raw, rng)
     else:
         raw = mutate_bytes(raw, rng)
     with open(path, "wb") as f:
         f.write(raw)
 
 
-def load(folder: str, kind: str) -> None:
+def load(folder: str, kind: str, use_fast: bool = True) -> None:
     """Load what `kind` belongs to and use it, checking that what loaded is sound."""
     import torch
 
@@ -114,14 +135,14 @@ def load(folder: str, kind: str) -> None:
         config = pretrained.GenerationConfig.from_pretrained(folder)
         config.validate()
     else:
-        tok = pretrained.AutoTokenizer.from_pretrained(folder)
+        tok = pretrained.AutoTokenizer.from_pretrained(folder, use_fast=use_fast)
         encoded = tok("hello worlds", "the a b")["input_ids"]
         size = len(tok)
         assert all(0 <= i < size for i in encoded), (encoded, size)
         tok.decode(encoded)
 
 
-def run_case(folder: str, kind: str) -> dict:
+def run_case(folder: str, kind: str, use_fast: bool = True) -> dict:
     """Load in a forked child under rlimits: {'outcome': 'ok' | 'error' | 'crash' | 'hang', ...}."""
     read, write = os.pipe()
     pid = os.fork()
@@ -138,7 +159,7 @@ def run_case(folder: str, kind: str) -> dict:
                 used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
             resource.setrlimit(resource.RLIMIT_AS, (used + MEMORY_HEADROOM, used + MEMORY_HEADROOM))
             signal.alarm(TIME_LIMIT_S)  # SIGALRM's default action ends a hung child
-            load(folder, kind)
+            load(folder, kind, use_fast)
         except BaseException as e:  # noqa: BLE001 (a panic is a BaseException: report it too)
             from pretrained.errors import PretrainedError
 
@@ -170,13 +191,15 @@ def originals(tmp_path_factory):
     import pretrained
 
     pretrained.AutoModel.from_pretrained(single).save_pretrained(sharded, max_shard_size="20KB")
-    return {"single": single, "sharded": str(sharded)}
+    return {"single": single, "sharded": str(sharded), "unigram": sentencepiece_folder(root / "unigram", "unigram"),
+            "sentencepiece_bpe": sentencepiece_folder(root / "sentencepiece_bpe", "bpe"),
+            "byte_level_bpe": byte_level_bpe_folder(root / "byte_level_bpe")}
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_fuzzed_files_load_or_fail_cleanly(originals, tmp_path, kind):
     rng = random.Random(f"{SEED}-{kind}")
-    source = originals["sharded" if kind.endswith("index.json") else "single"]
+    source = originals[SOURCE.get(kind, "single")]
     failures, outcomes = [], {}
     start = time.monotonic()
     for case in range(KINDS[kind]):
@@ -185,7 +208,7 @@ def test_fuzzed_files_load_or_fail_cleanly(originals, tmp_path, kind):
         if kind == "vocab.txt":  # the vocabulary file is read only without tokenizer.json
             os.remove(folder / "tokenizer.json")
         mutate(str(folder), kind, rng)
-        result = run_case(str(folder), kind)
+        result = run_case(str(folder), kind, use_fast=case % 2 == 0)  # both backends read these files
         outcomes[result["outcome"]] = outcomes.get(result["outcome"], 0) + 1
         named = result["outcome"] != "error" or os.path.basename(kind) in result["message"] or (
             kind == "vocab.txt" and "vocab" in result["message"])

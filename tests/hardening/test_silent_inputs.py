@@ -109,3 +109,18 @@ def test_invalid_generation_config_is_an_error_naming_file_and_field(tmp_path, f
     path.write_text(json.dumps({field: value}))  # NaN and Infinity as Python's json writes (and reads) them
     with pytest.raises(ConfigError, match=rf"generation_config.json.*{field}"):
         GenerationConfig.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("changes,named", [
+    ({"num_hidden_layers": 3}, "missing from the checkpoint.*encoder.layer.2.attention.self.query.weight"),
+    ({"num_hidden_layers": 1}, "does not use.*encoder.layer.1.output.dense.weight"),
+])
+def test_strict_turns_the_report_into_an_error(folder, changes, named):
+    set_config(folder, **changes)
+    with pytest.raises(CheckpointError, match=f"strict=True.*{named}"):
+        BertModel.from_pretrained(folder, strict=True)
+    BertModel.from_pretrained(folder)  # the default only warns, as Transformers does
+
+
+def test_strict_accepts_a_matching_checkpoint(folder):
+    assert BertModel.from_pretrained(folder, strict=True).config.num_hidden_layers == 2

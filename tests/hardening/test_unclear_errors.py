@@ -125,3 +125,51 @@ def test_tf4_oracle_venv_comes_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("PRETRAINED_TF4_VENV")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert tf4_python() == str(tmp_path / "cache" / "pretrained" / "tf4" / "bin" / "python")
+
+
+@pytest.mark.parametrize("settings,field", [
+    ({"forced_eos_token_id": 500}, "forced_eos_token_id"),
+    ({"forced_eos_token_id": [4, 500]}, "forced_eos_token_id"),
+    ({"forced_bos_token_id": 99}, "forced_bos_token_id"),
+    ({"bad_words_ids": [[3], [4, 1000]]}, "bad_words_ids"),
+])
+def test_forced_and_banned_ids_outside_the_vocabulary_are_our_error(settings, field):
+    """Transformers raises an IndexError from inside its ForcedEOS processor (or silently forces nothing)."""
+    import torch
+
+    from pretrained import LlamaConfig, LlamaForCausalLM
+    from pretrained.errors import InputError
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2)).eval()
+    with pytest.raises(InputError, match=rf"{field}=.*outside the model's vocabulary of 50"):
+        model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=3, **settings)
+    forced = model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=2, forced_eos_token_id=4)
+    assert forced[0, -1].item() == 4
+
+
+def test_merges_naming_tokens_outside_the_vocabulary_name_the_file(tmp_path):
+    from hardening_files import byte_level_bpe_folder
+
+    folder = byte_level_bpe_folder(tmp_path / "bpe")
+    with open(os.path.join(folder, "merges.txt"), "a", encoding="utf-8") as f:
+        f.write("zz qq\n")
+    for use_fast in (True, False):
+        with pytest.raises(CheckpointError, match=r"merges.txt: merge 'zz' 'qq' needs 'zz'.*vocab.json"):
+            AutoTokenizer.from_pretrained(folder, use_fast=use_fast)
+
+
+@pytest.mark.parametrize("vocab,expected", [
+    ({"a": 0, "b": "1"}, "token 'b' has id '1'"),
+    ({"a": 0, "b": 0}, "id 0 is given to more than one token"),
+    ({"a": 0, "b": 10**12}, "far past the 2 tokens"),
+    ([["a", 0]], "must map tokens to integer ids"),
+])
+def test_bpe_vocabulary_ids_are_checked(tmp_path, vocab, expected):
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
+    (tmp_path / "tokenizer_config.json").write_text('{"tokenizer_class": "GPT2Tokenizer"}')
+    for use_fast in (True, False):
+        with pytest.raises(CheckpointError, match=f"vocab.json.*{expected}"):
+            AutoTokenizer.from_pretrained(str(tmp_path), use_fast=use_fast)

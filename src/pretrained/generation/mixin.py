@@ -258,6 +258,24 @@ class GenerationMixin:
                              f"{config.num_return_sequences} needs do_sample=True or num_beams >= that")
         if config.cache_implementation == "static" and config.max_cache_len and config.max_cache_len < max_length:
             raise InputError(f"max_cache_len={config.max_cache_len} is smaller than max_length={max_length}")
+        self._check_forced_ids(config)
+
+    def _check_forced_ids(self, config) -> None:
+        """Ids that a processor writes into the score row must be rows of the LM head (suppressed ids outside it
+        are never produced anyway, and are ignored as Transformers ignores them)."""
+        head = self.get_output_embeddings()
+        if head is None:
+            return
+        size = head.weight.shape[0]
+        fields = {"forced_bos_token_id": config.forced_bos_token_id, "forced_eos_token_id": config.forced_eos_token_id,
+                  "bad_words_ids": config.bad_words_ids}
+        for field, value in fields.items():
+            ids = [] if value is None else value if isinstance(value, list) else [value]
+            ids = [i for item in ids for i in (item if isinstance(item, list) else [item])]  # bad_words_ids nests
+            wrong = [i for i in ids if isinstance(i, int) and not 0 <= i < size]
+            if wrong:
+                raise InputError(f"{field}={value!r} names token ids {wrong} outside the model's vocabulary of "
+                                 f"{size} tokens ({type(self).__name__}'s LM head)")
 
     def _logits_processors(self, config, prompt_length, eos_ids, attention_mask, max_length, user) -> LogitsProcessorList:
         """Transformers' order: penalties and constraints, then the user's, then the sampling warpers, then

@@ -41,8 +41,6 @@ def read_bpe_files(vocab_file: str | None, merges_file: str | None) -> tuple[dic
             vocab = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise CheckpointError(f"cannot read vocabulary file {vocab_file}: {e}") from e
-    if not isinstance(vocab, dict):
-        raise CheckpointError(f"{vocab_file} must map tokens to ids")
     try:
         with open(merges_file, encoding="utf-8") as f:
             lines = f.read().split("\n")
@@ -56,6 +54,31 @@ def read_bpe_files(vocab_file: str | None, merges_file: str | None) -> tuple[dic
         if len(parts) != 2:
             raise CheckpointError(f"{merges_file} line {number} is not two tokens separated by a space: {line!r}")
         merges.append((parts[0], parts[1]))
+    return check_bpe(vocab, merges, vocab_file, merges_file)
+
+
+def check_bpe(vocab, merges, vocab_source: str, merges_source: str) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """A BPE vocabulary maps tokens to distinct ids with few holes, and every merge joins two vocabulary tokens
+    into a third (what the `tokenizers` library demands, checked here so the error names the file)."""
+    if not isinstance(vocab, dict) or not vocab:
+        raise CheckpointError(f"{vocab_source} must map tokens to integer ids, got {type(vocab).__name__}")
+    seen = set()
+    for token, index in vocab.items():
+        if type(index) is not int or index < 0:
+            raise CheckpointError(f"{vocab_source}: token {token!r} has id {index!r}, expected an integer >= 0")
+        if index in seen:
+            raise CheckpointError(f"{vocab_source}: id {index} is given to more than one token (one is {token!r})")
+        seen.add(index)
+    # ids far past the vocabulary's size would make id -> token tables of that size
+    limit = 2 * len(vocab) + 1024
+    if max(seen) >= limit:
+        raise CheckpointError(f"{vocab_source}: id {max(seen)} is far past the {len(vocab)} tokens (expected ids "
+                              f"below {limit})")
+    for left, right in merges:
+        for token in (left, right, left + right):
+            if token not in vocab:
+                raise CheckpointError(f"{merges_source}: merge {left!r} {right!r} needs {token!r}, which is not in "
+                                      f"the vocabulary {vocab_source}")
     return vocab, merges
 
 
@@ -320,7 +343,8 @@ def bpe_arguments_from_json(path: str) -> dict:
         if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
             raise CheckpointError(f"{path}: model.merges entry {entry!r} is not two tokens")
         merges.append(tuple(pair))
-    return {"vocab": _vocab(path, model), "merges": merges, "added_tokens_decoder": _added_tokens(path, state)}
+    vocab, merges = check_bpe(model.get("vocab"), merges, f"{path} (model.vocab)", f"{path} (model.merges)")
+    return {"vocab": vocab, "merges": merges, "added_tokens_decoder": _added_tokens(path, state)}
 
 
 def wordpiece_arguments_from_json(path: str) -> dict:
