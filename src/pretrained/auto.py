@@ -43,6 +43,33 @@ class AutoConfig:
         registry.register_config(model_type, config_cls, exist_ok)
 
 
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def adapter_base(path: str | os.PathLike) -> str | None:
+    """The base model a local LoRA adapter folder names (adapter_config.json and no full weights), or None: such a
+    folder given to AutoModelFor*.from_pretrained or pipeline() loads the base model with the adapter on it, as
+    Transformers does when PEFT is installed. A config.json beside the adapter (its labels) is the model's config."""
+    folder = os.fspath(path)
+    if not os.path.isfile(os.path.join(folder, "adapter_config.json")) or any(
+            os.path.isfile(os.path.join(folder, name)) for name in WEIGHT_FILES):
+        return None
+    from .adapters.config import LoraConfig
+
+    base = LoraConfig.from_pretrained(folder).base_model_name_or_path
+    if not base:
+        raise CheckpointError(f"{os.path.join(folder, 'adapter_config.json')} has no base_model_name_or_path: load "
+                              "the base model and call PeftModel.from_pretrained(model, folder)")
+    return base
+
+
+def config_source(path: str | os.PathLike) -> str | os.PathLike:
+    """Where the config of `path` lives: an adapter folder without its own config.json takes its base model's."""
+    if os.path.isfile(os.path.join(os.fspath(path), "config.json")):
+        return path
+    return adapter_base(path) or path
+
+
 class _AutoModel:
     """Shared body of the AutoModel* classes; `task` is the Auto class's own name."""
 
@@ -57,6 +84,14 @@ class _AutoModel:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs: Any):
+        base = adapter_base(pretrained_model_name_or_path)
+        if base is not None:
+            from .adapters import PeftModel
+
+            if kwargs.get("config") is None and config_source(pretrained_model_name_or_path) != base:
+                kwargs["config"] = AutoConfig.from_pretrained(pretrained_model_name_or_path)
+            model = cls.from_pretrained(base, *model_args, **kwargs)
+            return PeftModel.from_pretrained(model, pretrained_model_name_or_path)
         config = kwargs.pop("config", None)
         if not isinstance(config, PretrainedConfig):
             # config-field kwargs (num_labels=...) are applied by the model class's from_pretrained

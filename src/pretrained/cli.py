@@ -322,7 +322,8 @@ def cmd_train(args) -> int:
 
     options = Options(task=args.task, model=args.model, data=args.data, output=args.output, valid=args.valid,
                       epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
-                      seed=args.seed, search=args.search, progress=not args.quiet,
+                      seed=args.seed, search=args.search, progress=not args.quiet, lora=args.lora,
+                      lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, merge=args.merge,
                       **{name: getattr(args, name) for name in ("text_column", "label_column", "tokens_column",
                                                                 "tags_column", "messages_column", "source_column",
                                                                 "target_column")})
@@ -424,6 +425,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, help="learning rate (default: by model size)")
     train.add_argument("--batch-size", type=int, help="per-device batch size (default: by model size)")
     train.add_argument("--max-length", type=int, default=256, help="tokens per example (longer ones are cut)")
+    train.add_argument("--lora", type=int, default=0, metavar="RANK",
+                       help="train LoRA adapters of this rank on every linear layer instead of every weight")
+    train.add_argument("--lora-alpha", type=float, help="LoRA scaling numerator (default: twice the rank)")
+    train.add_argument("--lora-dropout", type=float, default=0.05)
+    train.add_argument("--merge", action="store_true", help="with --lora: save the merged model, not the adapter")
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--search", type=int, default=0, metavar="N",
                        help="hyperparameter search: N trials around the defaults, the best one kept")

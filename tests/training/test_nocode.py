@@ -132,6 +132,43 @@ def test_causal_lm_on_chat_messages_and_seq2seq(tmp_path, minilm_path, capsys):
     assert "perplexity" in out.out and (tmp_path / "s2s" / "model.safetensors").exists()
 
 
+def test_lora_adapter_and_merged_model(tmp_path, minilm_path, capsys):
+    """--lora R: only the adapter (and the head, trained in full) is saved, in PEFT's format; the folder runs in
+    pipeline() on its base model, and --merge gives a plain model with the same predictions."""
+    import torch
+
+    model = tiny_model(tmp_path / "base", minilm_path, "BertConfig", "BertForSequenceClassification", **TINY)
+    words = "good great fine bad awful poor".split()
+    rows = [(f"a {w} film number {i}", "pos" if w in ("good", "great", "fine") else "neg")
+            for i in range(8) for w in words]
+    data = write_csv(tmp_path / "rows.csv", ["text", "label"], rows)
+    for merge in (False, True):
+        out = tmp_path / ("merged" if merge else "adapter")
+        code, result = run(capsys, "text-classification", "--model", model, "--data", data, "--output", out,
+                           "--epochs", "1", "--lora", "4", *(["--merge"] if merge else []))
+        assert code == 0, result.err
+        report = json.loads((out / "eval_report.json").read_text())
+        assert report["lora_rank"] == 4 and 0 < report["trainable_parameters"] < report["all_parameters"] / 4
+        assert (out / "model.safetensors").exists() == merge
+        assert (out / "adapter_model.safetensors").exists() == (not merge)
+    adapter = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert adapter["r"] == 4 and adapter["task_type"] == "SEQ_CLS" and adapter["base_model_name_or_path"] == model
+    texts = ["a great film", "an awful film"]
+    on_the_fly = pretrained.pipeline("text-classification", model=str(tmp_path / "adapter"), top_k=None)
+    merged = pretrained.pipeline("text-classification", model=str(tmp_path / "merged"), top_k=None)
+    folded = pretrained.pipeline("text-classification", model=on_the_fly.model.merge_and_unload(),
+                                 tokenizer=on_the_fly.tokenizer, top_k=None)
+    assert {d["label"] for d in merged(texts)[0]} == {"pos", "neg"}
+    for a, b in zip(on_the_fly(texts), folded(texts)):  # the adapter applied on the fly or folded into the weights
+        assert {d["label"] for d in a} == {"pos", "neg"}
+        assert {d["label"]: pytest.approx(d["score"], abs=1e-6) for d in a} == {d["label"]: d["score"] for d in b}
+    with torch.no_grad():  # AutoModelFor* on the adapter folder: the base with the adapter applied
+        loaded = pretrained.AutoModelForSequenceClassification.from_pretrained(tmp_path / "adapter")
+        base = pretrained.AutoModelForSequenceClassification.from_pretrained(model)
+        ids = torch.tensor([[101, 2204, 2143, 102]])
+        assert not torch.allclose(loaded(input_ids=ids).logits, base(input_ids=ids).logits)
+
+
 def test_bad_data_is_refused_before_training(tmp_path, minilm_path, capsys):
     model = minilm_path  # never loaded: every case fails while the data is checked
     cases = [

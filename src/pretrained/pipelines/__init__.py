@@ -84,7 +84,7 @@ def pipeline(
     if device_map is not None:
         model_kwargs.setdefault("device_map", device_map)
 
-    from ..auto import AutoConfig
+    from ..auto import AutoConfig, adapter_base, config_source
 
     if isinstance(config, (str, os.PathLike)):
         config = AutoConfig.from_pretrained(config, **hub)
@@ -96,7 +96,7 @@ def pipeline(
     if isinstance(model, (str, os.PathLike)):
         model_path = _local_alias(os.fspath(model))
         if config is None:
-            config = AutoConfig.from_pretrained(model_path, **hub)
+            config = AutoConfig.from_pretrained(config_source(model_path), **hub)
     elif config is None:
         config = getattr(model, "config", None)
     if task is None:
@@ -129,6 +129,8 @@ def pipeline(
         if not source:
             raise PipelineError(f"{task_name!r} with a loaded model needs tokenizer= (or a model loaded from a folder)")
         tokenizer = source
+        if model_path is not None and not os.path.isfile(os.path.join(model_path, "tokenizer_config.json")):
+            tokenizer = adapter_base(model_path) or source  # an adapter saved without its tokenizer: the base's
     if isinstance(tokenizer, (str, os.PathLike)):
         from ..tokenization.auto import AutoTokenizer
 

@@ -13,7 +13,7 @@ import os
 
 from tokenizers import AddedToken, Tokenizer
 
-from ..errors import CheckpointError, InputError
+from ..errors import CheckpointError, InputError, PretrainedError
 from .base import PreTrainedTokenizerBase, Template, apply_template
 from .checks import check_tokenizer_json
 from .encoding import Encoding
@@ -74,7 +74,7 @@ class PreTrainedTokenizerFast(PreTrainedTokenizerBase):
         elif tokenizer_file is not None:
             tokenizer = load_tokenizer_json(tokenizer_file)
         else:
-            tokenizer = self._convert_from_files(*args, **kwargs)
+            tokenizer = self._converted(*args, **kwargs)
             if tokenizer is None:
                 raise CheckpointError(
                     f"{type(self).__name__} needs a tokenizer.json (tokenizer_file=), a tokenizers.Tokenizer "
@@ -101,6 +101,20 @@ class PreTrainedTokenizerFast(PreTrainedTokenizerBase):
         if missing:
             tokenizer.add_tokens(missing)
         self._register_special_tokens(self.all_special_tokens)
+
+    def _converted(self, *args, **kwargs) -> Tokenizer | None:
+        """_convert_from_files, with what `tokenizers` raises for a damaged vocabulary (a bare Exception, or a
+        Rust panic) turned into our error naming the files."""
+        try:
+            return self._convert_from_files(*args, **kwargs)
+        except PretrainedError:
+            raise
+        except BaseException as e:  # as in load_tokenizer_json: a bare Exception, or a panic
+            if not isinstance(e, Exception) and type(e).__name__ != "PanicException":
+                raise
+            files = [f for f in (getattr(self, "_vocab_file", None), *getattr(self, "_files", ())) if f]
+            raise CheckpointError(f"cannot build {type(self).__name__} from {', '.join(map(str, files)) or 'its vocabulary files'}: "
+                                  f"{type(e).__name__}: {e}") from e
 
     def _convert_from_files(self, *args, **kwargs) -> Tokenizer | None:
         """Build the Rust tokenizer from classic files; model classes that know their format override this."""

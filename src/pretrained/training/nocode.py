@@ -4,7 +4,9 @@ Each task is a recipe: which columns it reads and checks, the model class, how r
 the collator, and the metrics of its evaluation report. Everything in the data is checked before the model
 loads; a validation split is held out when none is given; batch size and learning rate default by model size;
 the output folder holds the model, tokenizer, model card and eval_report.{json,txt} (+ confusion_matrix.png for
-classification when matplotlib is installed), ready for `pretrained run` and `pipeline()`.
+classification when matplotlib is installed), ready for `pretrained run` and `pipeline()`. With `--lora R`,
+LoRA adapters of rank R on every linear layer are trained instead (the head in full) and the folder holds the
+adapter in PEFT's format (loaded on its base model by `pipeline()`), or with `--merge` the merged model.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ class Options:
     valid_fraction: float = 0.1
     seed: int = 42
     search: int = 0
+    lora: int = 0  # LoRA rank; 0 trains every weight
+    lora_alpha: float | None = None  # default: twice the rank
+    lora_dropout: float = 0.05
+    merge: bool = False  # with lora: save the merged model instead of the adapter
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -232,6 +238,7 @@ def _spans(tags: list[str]) -> set[tuple[int, int, str]]:
 @dataclass
 class Recipe:
     auto_class: str
+    peft_task: str  # LoraConfig.task_type of the recipe's model (its head is trained in full with --lora)
     read: object
     encode: object
     metrics: object = None
@@ -239,22 +246,25 @@ class Recipe:
 
 
 RECIPES = {
-    "text-classification": Recipe("AutoModelForSequenceClassification", _classification_data,
+    "text-classification": Recipe("AutoModelForSequenceClassification", "SEQ_CLS", _classification_data,
                                   _encode_classification, _classification_metrics),
-    "token-classification": Recipe("AutoModelForTokenClassification", _token_data, _encode_tokens, _token_metrics,
-                                   "tokens"),
-    "causal-lm": Recipe("AutoModelForCausalLM", _lm_data, _encode_lm, None, "seq2seq"),
-    "seq2seq": Recipe("AutoModelForSeq2SeqLM", _seq2seq_data, _encode_seq2seq, None, "seq2seq"),
+    "token-classification": Recipe("AutoModelForTokenClassification", "TOKEN_CLS", _token_data, _encode_tokens,
+                                   _token_metrics, "tokens"),
+    "causal-lm": Recipe("AutoModelForCausalLM", "CAUSAL_LM", _lm_data, _encode_lm, None, "seq2seq"),
+    "seq2seq": Recipe("AutoModelForSeq2SeqLM", "SEQ_2_SEQ_LM", _seq2seq_data, _encode_seq2seq, None, "seq2seq"),
 }
 
 
-def size_defaults(parameters: int) -> tuple[int, float]:
-    """(batch size, learning rate) for a model of this many parameters: smaller models take larger steps."""
+def size_defaults(parameters: int, lora: bool = False) -> tuple[int, float]:
+    """(batch size, learning rate) for a model of this many parameters: smaller models take larger steps, and
+    low-rank adapters larger ones than full fine-tuning."""
     if parameters < 60_000_000:
-        return 32, 1e-4
-    if parameters < 400_000_000:
-        return 16, 5e-5
-    return 8, 2e-5
+        batch, lr = 32, 1e-4
+    elif parameters < 400_000_000:
+        batch, lr = 16, 5e-5
+    else:
+        batch, lr = 8, 2e-5
+    return batch, lr * 5 if lora else lr
 
 
 def train(options: Options) -> dict:
@@ -279,14 +289,23 @@ def train(options: Options) -> dict:
                             label2id={n: i for i, n in enumerate(names)}, ignore_mismatched_sizes=True)
     auto = getattr(pretrained, recipe.auto_class)
 
+    if options.lora < 0:
+        raise InputError(f"pretrained train: --lora is a LoRA rank >= 1 (0 trains every weight), got {options.lora}")
+
     def model_init():
         model = auto.from_pretrained(options.model, **model_kwargs)
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id
+        if options.lora:  # adapters on every linear layer; a classification head is trained in full
+            from ..adapters import LoraConfig, get_peft_model
+
+            model = get_peft_model(model, LoraConfig(
+                r=options.lora, lora_alpha=options.lora_alpha or 2 * options.lora, lora_dropout=options.lora_dropout,
+                target_modules="all-linear", task_type=recipe.peft_task, base_model_name_or_path=options.model))
         return model
 
     model = model_init()
-    batch, lr = size_defaults(sum(p.numel() for p in model.parameters()))
+    batch, lr = size_defaults(sum(p.numel() for p in model.parameters()), lora=bool(options.lora))
     if recipe.collator == "padding":
         collator = DataCollatorWithPadding(tokenizer)
     elif recipe.collator == "tokens":
@@ -319,11 +338,18 @@ def train(options: Options) -> dict:
     prediction = trainer.predict(trainer.eval_dataset, metric_key_prefix="eval")
     report = {"task": options.task, "model": options.model, "train_rows": len(train_rows),
               "validation_rows": len(valid_rows), **prediction.metrics}
+    if options.lora:
+        trainable, total = trainer.model.get_nb_trainable_parameters()
+        report.update(lora_rank=options.lora, trainable_parameters=trainable, all_parameters=total)
     if "eval_loss" in report and options.task in ("causal-lm", "seq2seq"):
         report["eval_perplexity"] = math.exp(min(report["eval_loss"], 50))
     if search is not None:
         report["search"] = [{"run": r, "objective": o, **s} for r, o, s in search.run_summary]
+    if options.lora and options.merge:  # a plain model folder: the adapter folded into the base weights
+        trainer.model = trainer.model.merge_and_unload()
     trainer.save_model(options.output)
+    if options.lora and not options.merge and names is not None:  # the labels, which the adapter files do not hold
+        trainer.model.get_base_model().config.save_pretrained(options.output)
     if search is not None:
         shutil.rmtree(os.path.join(options.output, f"run-{search.run_id}"), ignore_errors=True)  # saved above
     _write_report(options.output, report, prediction, names if options.task == "text-classification" else None)
