@@ -65,6 +65,8 @@ _EXPORTS = {
     "GPT2TokenizerFast": "tokenization.models",
     "RobertaTokenizer": "tokenization.models",
     "BartTokenizer": "tokenization.models",
+    "CLIPTokenizer": "tokenization.models",
+    "CLIPTokenizerFast": "tokenization.models",
     "BartTokenizerFast": "tokenization.models",
     "RobertaTokenizerFast": "tokenization.models",
     "LlamaTokenizer": "tokenization.models",

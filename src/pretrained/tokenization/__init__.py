@@ -22,6 +22,8 @@ _EXPORTS = {
     "GPT2TokenizerFast": "models",
     "RobertaTokenizer": "models",
     "BartTokenizer": "models",
+    "CLIPTokenizer": "models",
+    "CLIPTokenizerFast": "models",
     "BartTokenizerFast": "models",
     "RobertaTokenizerFast": "models",
     "LlamaTokenizer": "models",

@@ -24,6 +24,7 @@ TOKENIZER_MAPPING: dict[str, tuple[str | None, str | None]] = {
     "xlm-roberta": (None, "XLMRobertaTokenizerFast"),
     "deberta-v2": ("DebertaV2Tokenizer", "DebertaV2TokenizerFast"),
     "mpnet": (None, "MPNetTokenizerFast"),
+    "clip": ("CLIPTokenizer", "CLIPTokenizerFast"),
 }
 _REGISTERED: dict[str, type] = {}
 

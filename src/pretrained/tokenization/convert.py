@@ -82,6 +82,31 @@ def check_bpe(vocab, merges, vocab_source: str, merges_source: str) -> tuple[dic
     return vocab, merges
 
 
+# CLIP's word pattern: contractions, letter runs, single digits, runs of other non-space characters
+CLIP_WORDS = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+
+
+def clip_tokenizer(vocab, merges, unk_token, bos_token, eos_token) -> Tokenizer:
+    """CLIP's BPE: NFC, whitespace runs collapsed, lower case; words by CLIP_WORDS, bytes mapped as GPT-2's,
+    `</w>` closing each word; `<|startoftext|> A <|endoftext|>` around a text."""
+    tok = Tokenizer(models.BPE(vocab, merges, dropout=None, continuing_subword_prefix="", end_of_word_suffix="</w>",
+                               fuse_unk=False, unk_token=str(unk_token)))
+    tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "),
+                                           normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(CLIP_WORDS), behavior="removed", invert=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()  # `</w>` becomes a space after it: CLIPTokenizerFast._decode
+    bos, eos = str(bos_token), str(eos_token)
+    for token, field in ((bos, "bos_token"), (eos, "eos_token")):
+        if token not in vocab:
+            raise CheckpointError(f"CLIP tokenizer: {field} {token!r} is not in the vocabulary")
+    tok.post_processor = processors.RobertaProcessing((eos, vocab[eos]), (bos, vocab[bos]), trim_offsets=False,
+                                                      add_prefix_space=False)
+    return tok
+
+
 def wordpiece_tokenizer(vocab: dict[str, int], unk_token, cls_token, sep_token, do_lower_case=True,
                         strip_accents=None, tokenize_chinese_chars=True) -> Tokenizer:
     tok = Tokenizer(models.WordPiece(vocab, unk_token=str(unk_token), max_input_chars_per_word=100))

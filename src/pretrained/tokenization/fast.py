@@ -13,7 +13,7 @@ import os
 
 from tokenizers import AddedToken, Tokenizer
 
-from ..errors import CheckpointError, InputError, PretrainedError
+from ..errors import CheckpointError, InputError
 from .base import PreTrainedTokenizerBase, Template, apply_template
 from .checks import check_tokenizer_json
 from .encoding import Encoding
@@ -107,10 +107,8 @@ class PreTrainedTokenizerFast(PreTrainedTokenizerBase):
         Rust panic) turned into our error naming the files."""
         try:
             return self._convert_from_files(*args, **kwargs)
-        except PretrainedError:
-            raise
-        except BaseException as e:  # as in load_tokenizer_json: a bare Exception, or a panic
-            if not isinstance(e, Exception) and type(e).__name__ != "PanicException":
+        except BaseException as e:  # what `tokenizers` raises: a bare Exception, or a panic (not our own bugs)
+            if type(e) is not Exception and type(e).__name__ != "PanicException":
                 raise
             files = [f for f in (getattr(self, "_vocab_file", None), *getattr(self, "_files", ())) if f]
             raise CheckpointError(f"cannot build {type(self).__name__} from {', '.join(map(str, files)) or 'its vocabulary files'}: "

@@ -322,8 +322,37 @@ class BartTokenizerFast(RobertaTokenizerFast):
     slow_tokenizer_class = BartTokenizer
 
 
+class CLIPTokenizerFast(PreTrainedTokenizerFast):
+    """CLIP's text tokenizer (vocab.json + merges.txt, or tokenizer.json): lower-cased BPE with `</w>` word ends."""
+
+    vocab_files_names = {"vocab_file": "vocab.json", "merges_file": "merges.txt", "tokenizer_file": "tokenizer.json"}
+    model_input_names = ["input_ids", "attention_mask"]
+
+    def __init__(self, vocab_file=None, merges_file=None, tokenizer_file=None, unk_token="<|endoftext|>",
+                 bos_token="<|startoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>", **kwargs):
+        self._files = (vocab_file, merges_file)
+        super().__init__(tokenizer_file=tokenizer_file, unk_token=unk_token, bos_token=bos_token,
+                         eos_token=eos_token, pad_token=pad_token, **kwargs)
+
+    def _decode(self, ids, skip_special_tokens: bool) -> str:
+        # a word's `</w>` ending is a space; the text is stripped (as Transformers, after the ByteLevel decoder)
+        suffix = getattr(self._tokenizer.model, "end_of_word_suffix", None) or "</w>"
+        return super()._decode(ids, skip_special_tokens).replace(suffix, " ").strip()
+
+    def _convert_from_files(self, **kw):
+        if self._files == (None, None):
+            return None
+        vocab, merges = convert.read_bpe_files(*self._files)
+        return convert.clip_tokenizer(vocab, merges, kw["unk_token"], kw["bos_token"], kw["eos_token"])
+
+
+class CLIPTokenizer(CLIPTokenizerFast):
+    """Transformers 5 has one CLIP tokenizer, over the `tokenizers` library; so do we (use_fast=False too)."""
+
+
 CLASSES = {cls.__name__: cls for cls in (
     BertTokenizer, BertTokenizerFast, DistilBertTokenizer, DistilBertTokenizerFast, GPT2Tokenizer, GPT2TokenizerFast,
     RobertaTokenizer, RobertaTokenizerFast, BartTokenizer, BartTokenizerFast, LlamaTokenizer, LlamaTokenizerFast, T5Tokenizer, T5TokenizerFast,
-    XLMRobertaTokenizerFast, DebertaV2Tokenizer, DebertaV2TokenizerFast, MPNetTokenizerFast, PreTrainedTokenizerFast,
+    XLMRobertaTokenizerFast, DebertaV2Tokenizer, DebertaV2TokenizerFast, MPNetTokenizerFast, CLIPTokenizer,
+    CLIPTokenizerFast, PreTrainedTokenizerFast,
 )}
