@@ -5,6 +5,7 @@
     pretrained download MODEL [--revision R] [--cache-dir DIR] [--include GLOB ...] [--exclude GLOB ...]
     pretrained scan PATH [--json]
     pretrained export onnx --model M [--task T] [--opset N] OUTPUT
+    pretrained convert ctranslate2 SRC DST [--dtype float32|float16|bfloat16|auto] [--overwrite]
     pretrained serve [--model M] [--embedding-model E] [--host H] [--port P] [--api-key K] [--max-batch-size N]
 
 `run` reads its texts from the arguments, or one per line from stdin when there are none. Output is
@@ -338,6 +339,15 @@ def cmd_train(args) -> int:
     return 0
 
 
+# --- convert ---
+
+def cmd_convert(args) -> int:
+    from .ctranslate2 import convert_ctranslate2
+
+    print(convert_ctranslate2(args.src, args.dst, dtype=args.dtype, overwrite=args.overwrite))
+    return 0
+
+
 # --- entry point ---
 
 def build_parser() -> argparse.ArgumentParser:
@@ -447,6 +457,16 @@ def build_parser() -> argparse.ArgumentParser:
     onnx.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto")
     onnx.add_argument("--atol", type=float, default=1e-4, help="largest accepted |ONNX Runtime - PyTorch|")
     onnx.set_defaults(func=cmd_export)
+
+    convert = sub.add_parser("convert", help="convert another library's checkpoint to a Hugging Face folder")
+    sources = convert.add_subparsers(dest="source", required=True)
+    ct2 = sources.add_parser("ctranslate2", help="a CTranslate2 Whisper folder (model.bin, as faster-whisper uses)")
+    ct2.add_argument("src", help="CTranslate2 model folder (model.bin, tokenizer.json, config.json)")
+    ct2.add_argument("dst", help="folder to write (config, model.safetensors, tokenizer, generation config)")
+    ct2.add_argument("--dtype", choices=("float32", "float16", "bfloat16", "auto"), default="float32",
+                     help="weights' dtype; auto: the source's own float dtype")
+    ct2.add_argument("--overwrite", action="store_true", help="replace DST when it is not empty")
+    ct2.set_defaults(func=cmd_convert)
 
     scan = sub.add_parser("scan", help="what a checkpoint folder holds: formats, dtypes, parameters, pickle safety")
     scan.add_argument("path")

