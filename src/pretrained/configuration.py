@@ -14,7 +14,7 @@ import os
 from typing import Any, ClassVar
 
 from .errors import CheckpointError, ConfigError
-from .files import atomic_write_text
+from .files import atomic_write_text, read_json_object
 from .hub import HubOptions, resolve_file
 
 CONFIG_NAME = "config.json"
@@ -304,15 +304,7 @@ def _as_ints(mapping, field: str, keys: bool) -> dict:
 
 def load_config_dict(path: str | os.PathLike) -> dict[str, Any]:
     """Read a config.json, with errors that name the file."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError as e:
-        raise CheckpointError(f"config file {os.fspath(path)!r} does not exist") from e
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise CheckpointError(f"config file {os.fspath(path)!r} is not valid JSON: {e}") from e
-    if not isinstance(data, dict):
-        raise CheckpointError(f"config file {os.fspath(path)!r} must hold a JSON object, found {type(data).__name__}")
+    data = read_json_object(path, "config file")
     if not isinstance(data.get("model_type", ""), str):
         raise ConfigError(f"config file {os.fspath(path)!r}: model_type must be a string, "
                           f"got {type(data['model_type']).__name__}")

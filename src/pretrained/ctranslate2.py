@@ -35,6 +35,7 @@ import tempfile
 import numpy as np
 
 from .errors import CheckpointError, InputError
+from .files import read_json_object
 
 MODEL_FILE = "model.bin"
 BINARY_VERSIONS = range(2, 7)
@@ -346,16 +347,7 @@ def _tokenizer_files(src: str, vocab_size: int) -> tuple[dict, dict]:
 
 def _read_ct2_config(src: str) -> dict:
     path = os.path.join(src, "config.json")
-    if not os.path.exists(path):
-        return {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is not readable JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
+    return read_json_object(path) if os.path.exists(path) else {}
 
 
 def _hf_files(src: str, config: dict, source_dtype: str, dtype: str) -> dict[str, str]:

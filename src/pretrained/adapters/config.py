@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError, UnsupportedOptionError
-from ..files import atomic_write_text
+from ..files import atomic_write_text, read_json_object
 from ..hub import HubOptions, resolve_file
 
 CONFIG_NAME = "adapter_config.json"
@@ -154,14 +154,7 @@ class LoraConfig:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, options: HubOptions | None = None) -> "LoraConfig":
         path = resolve_file(name_or_path, CONFIG_NAME, options)
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"{path}: not a readable JSON adapter config ({e})") from e
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a JSON object")
-        return cls.from_dict(data, source=path)
+        return cls.from_dict(read_json_object(path, "adapter config", ConfigError), source=path)
 
 
 def _enum(kind, value, name):

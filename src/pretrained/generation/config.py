@@ -19,7 +19,7 @@ import os
 from typing import Any, Callable
 
 from ..errors import CheckpointError, ConfigError
-from ..files import atomic_write_text
+from ..files import atomic_write_text, read_json_object
 from ..hub import HubOptions, resolve_file
 
 GENERATION_CONFIG_NAME = "generation_config.json"
@@ -209,15 +209,7 @@ class GenerationConfig:
     @classmethod
     def from_json_file(cls, path: str | os.PathLike, **kwargs: Any) -> "GenerationConfig":
         """Read one generation_config.json; an unreadable file or an invalid value is an error naming it."""
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except FileNotFoundError as e:
-            raise CheckpointError(f"{os.fspath(path)!r} does not exist") from e
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-            raise CheckpointError(f"{os.fspath(path)!r} is not valid JSON: {e}") from e
-        if not isinstance(data, dict):
-            raise CheckpointError(f"{os.fspath(path)!r} must hold a JSON object, found {type(data).__name__}")
+        data = read_json_object(path)
         try:
             return cls.from_dict(data, **kwargs)
         except (ConfigError, TypeError) as e:

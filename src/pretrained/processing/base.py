@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckpointError, InputError
-from ..files import atomic_write_text
+from ..files import atomic_write_text, read_json_object
 from ..hub import HubOptions, resolve_file
 
 PREPROCESSOR_NAME = "preprocessor_config.json"
@@ -125,13 +125,3 @@ def load_preprocessor_config(name_or_path, options: HubOptions | None = None) ->
     return read_json_object(path)
 
 
-def read_json_object(path: str) -> dict:
-    """A JSON file holding an object; errors name the file."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path!r} is not valid JSON: {e}") from e
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path!r} must hold a JSON object, found {type(data).__name__}")
-    return data

@@ -9,7 +9,7 @@ import json
 import os
 
 from ..errors import CheckpointError
-from ..files import atomic_write_text
+from ..files import atomic_write_text, read_json_object
 from ..hub import HubOptions, resolve_file
 from .checks import check_tokenizer_config
 
@@ -21,20 +21,9 @@ CHAT_TEMPLATE_FILE = "chat_template.jinja"
 _NOT_ARGUMENTS = ("tokenizer_class", "auto_map", "name_or_path", "tokenizer_file", "processor_class")
 
 
-def read_json(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise CheckpointError(f"cannot read {path}: {e}") from e
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} must hold a JSON object, not {type(data).__name__}")
-    return data
-
-
 def read_tokenizer_config(name_or_path, options: HubOptions) -> dict:
     path = resolve_file(name_or_path, CONFIG_FILE, options, required=False)
-    return check_tokenizer_config(read_json(path), path) if path else {}
+    return check_tokenizer_config(read_json_object(path), path) if path else {}
 
 
 def load_tokenizer(cls, name_or_path, *init_inputs, **kwargs):
@@ -46,12 +35,12 @@ def load_tokenizer(cls, name_or_path, *init_inputs, **kwargs):
     config = read_tokenizer_config(name, options)
     special_path = resolve_file(name, SPECIAL_TOKENS_FILE, options, required=False)
     if special_path:
-        for key, value in check_tokenizer_config(read_json(special_path), special_path).items():
+        for key, value in check_tokenizer_config(read_json_object(special_path), special_path).items():
             config.setdefault(key, value)
     added_path = resolve_file(name, ADDED_TOKENS_FILE, options, required=False)
     if added_path:
         decoder = dict(config.get("added_tokens_decoder") or {})
-        for token, index in read_json(added_path).items():
+        for token, index in read_json_object(added_path).items():
             decoder.setdefault(str(index), {"content": token, "special": False})
         config["added_tokens_decoder"] = decoder
     template_path = resolve_file(name, CHAT_TEMPLATE_FILE, options, required=False)
