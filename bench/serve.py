@@ -8,6 +8,9 @@ p50/p99 time to first token and inter-token latency (gaps between streamed chunk
 RSS (VmHWM). The 1-client row is serving the clients one at a time.
 
     python bench/serve.py [--clients 1,8,32] [--new-tokens 128] [--servers pretrained,transformers] [--threads 1]
+                          [--pretrained-args "--kv-cache padded --max-num-batched-tokens 48"]
+
+Small settings first (a minute or two): `--clients 1,8 --new-tokens 32 --servers pretrained`.
 """
 
 from __future__ import annotations
@@ -61,10 +64,10 @@ def gpt2_folder(root: str, tokenizer_folder: str) -> str:
     return folder
 
 
-def start(server: str, folder: str, port: int, max_batch: int, threads: int) -> subprocess.Popen:
+def start(server: str, folder: str, port: int, max_batch: int, threads: int, extra: list[str]) -> subprocess.Popen:
     if server == "pretrained":
         command = [sys.executable, "-m", "pretrained.cli", "serve", "--model", folder, "--embedding-model", "none",
-                   "--port", str(port), "--max-batch-size", str(max_batch), "--max-queue", "256"]
+                   "--port", str(port), "--max-batch-size", str(max_batch), "--max-queue", "256", *extra]
     else:
         command = ["transformers", "serve", folder, "--continuous-batching", "--port", str(port), "--host", "127.0.0.1",
                    "--device", "cpu"]
@@ -145,6 +148,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="OMP_NUM_THREADS of both servers (0: their default); on a shared machine 1 avoids "
                              "intra-op threads waiting on each other")
+    parser.add_argument("--pretrained-args", default="",
+                        help="more `pretrained serve` flags, e.g. '--kv-cache padded --max-num-batched-tokens 64'")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
     from pretrained import AutoTokenizer
@@ -158,7 +163,7 @@ def main() -> None:
         for label, folder, chat in folders:
             for server in args.servers.split(","):
                 port = free_port()
-                process = start(server, folder, port, max(counts), args.threads)
+                process = start(server, folder, port, max(counts), args.threads, args.pretrained_args.split())
                 try:
                     # transformers serve loads before it listens (its /v1/models scans the hub cache: a 500 offline)
                     wait_ready(port, process, "/ready" if server == "pretrained" else "/health")
@@ -191,9 +196,10 @@ def main() -> None:
         if r["clients"] > 1 and r["server"] == "pretrained":
             other = next((o for o in rows if o["model"] == r["model"] and o["clients"] == r["clients"]
                           and o["server"] == "transformers"), None)
-            versus = f", {r['tokens_per_s'] / other['tokens_per_s']:.2f}x transformers serve" if other else ""
-            print(f"{r['model']} pretrained at {r['clients']} clients: "
-                  f"{r['tokens_per_s'] / solo[(r['model'], 'pretrained')]:.2f}x one at a time{versus}")
+            ratios = [f"{r['tokens_per_s'] / other['tokens_per_s']:.2f}x transformers serve"] if other else []
+            if (r["model"], "pretrained") in solo:  # without a 1-client row there is no one-at-a-time figure
+                ratios.insert(0, f"{r['tokens_per_s'] / solo[(r['model'], 'pretrained')]:.2f}x one at a time")
+            print(f"{r['model']} pretrained at {r['clients']} clients: {', '.join(ratios) or 'no reference row'}")
 
 
 if __name__ == "__main__":

@@ -304,6 +304,15 @@ _EXPORTS = {
     "ORTModelForTokenClassification": "exporters.runtime",
     "ORTModelForQuestionAnswering": "exporters.runtime",
     "ORTModelForCausalLM": "exporters.runtime",
+    "ORTModelForSeq2SeqLM": "exporters.runtime",
+    "OVModelForFeatureExtraction": "exporters.openvino",
+    "OVModelForMaskedLM": "exporters.openvino",
+    "OVModelForSequenceClassification": "exporters.openvino",
+    "OVModelForTokenClassification": "exporters.openvino",
+    "OVModelForQuestionAnswering": "exporters.openvino",
+    "OVModelForCausalLM": "exporters.openvino",
+    "OVModelForSeq2SeqLM": "exporters.openvino",
+    "quantize_linear_int8": "int8",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -4,7 +4,8 @@
     pretrained env [--json]
     pretrained download MODEL [--revision R] [--cache-dir DIR] [--include GLOB ...] [--exclude GLOB ...]
     pretrained scan PATH [--json]
-    pretrained export onnx --model M [--task T] [--opset N] OUTPUT
+    pretrained export onnx --model M [--task T] [--opset N] [--static-shapes BATCH SEQUENCE] OUTPUT
+    pretrained quantize onnx --mode dynamic-int8 IN OUT [--no-per-channel]
     pretrained convert ctranslate2 SRC DST [--dtype float32|float16|bfloat16|auto] [--overwrite]
     pretrained serve [--model M] [--embedding-model E] [--host H] [--port P] [--api-key K] [--max-batch-size N]
 
@@ -179,7 +180,8 @@ def cmd_serve(args) -> int:
     config = ServerConfig(model=args.model, embedding_model=args.embedding_model, api_key=args.api_key,
                           max_batch_size=args.max_batch_size, max_queue=args.max_queue,
                           max_model_len=args.max_model_len, dtype=args.dtype, threads=args.threads,
-                          max_prefill_tokens=args.max_prefill_tokens)
+                          max_prefill_tokens=args.max_prefill_tokens,
+                          max_num_batched_tokens=args.max_num_batched_tokens, kv_cache=args.kv_cache)
     build_server(config, args.host, args.port, args.drain_timeout).run()
     return 0
 
@@ -274,8 +276,30 @@ def cmd_download(args) -> int:
 def cmd_export(args) -> int:
     from .exporters.onnx import export
 
-    folder = export(args.model, args.output, task=args.task, opset=args.opset, exporter=args.exporter, atol=args.atol)
+    folder = export(args.model, args.output, task=args.task, opset=args.opset, exporter=args.exporter, atol=args.atol,
+                    static_shapes=tuple(args.static_shapes) if args.static_shapes else None)
     print(folder)
+    return 0
+
+
+def cmd_quantize(args) -> int:
+    from .exporters.onnx import read_export_record
+    from .exporters.quantize import quantize
+
+    folder = quantize(args.input, args.output, mode=args.mode, per_channel=args.per_channel)
+    record = read_export_record(folder)["quantization"]
+    before, after = record["bytes_before"], record["bytes_after"]
+    print(f"{folder}: {args.mode}{' per-channel' if args.per_channel else ''}, "
+          f"{_size(before)} -> {_size(after)} ({after / before:.0%} of the float32 size)")
+    return 0
+
+
+# --- convert ---
+
+def cmd_convert(args) -> int:
+    from .ctranslate2 import convert_ctranslate2
+
+    print(convert_ctranslate2(args.src, args.dst, dtype=args.dtype, overwrite=args.overwrite))
     return 0
 
 
@@ -339,15 +363,6 @@ def cmd_train(args) -> int:
     return 0
 
 
-# --- convert ---
-
-def cmd_convert(args) -> int:
-    from .ctranslate2 import convert_ctranslate2
-
-    print(convert_ctranslate2(args.src, args.dst, dtype=args.dtype, overwrite=args.overwrite))
-    return 0
-
-
 # --- entry point ---
 
 def build_parser() -> argparse.ArgumentParser:
@@ -396,7 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-model-len", type=int, default=env_default("MAX_MODEL_LEN"),
                        help="prompt + new tokens (default: the model's context)")
     serve.add_argument("--max-prefill-tokens", type=int, default=int(env_default("MAX_PREFILL_TOKENS", 256)),
-                       help="prompt tokens prefilled between two decode steps while a batch runs")
+                       help="the largest prompt chunk prefilled in one forward (long prompts take several)")
+    serve.add_argument("--max-num-batched-tokens", type=int, default=env_default("MAX_NUM_BATCHED_TOKENS"),
+                       help="tokens one engine turn processes while requests run: one per running request, the "
+                            "rest prefills new prompts (bounds their stall; default: max batch size + 32)")
+    serve.add_argument("--kv-cache", choices=["slots", "padded"], default=env_default("KV_CACHE", "slots"),
+                       help="per-request key/value slots, or one left-padded batch (sliding-window models use it)")
     serve.add_argument("--drain-timeout", type=int, default=int(env_default("DRAIN_TIMEOUT", 30)),
                        help="seconds in-flight requests get to finish on SIGTERM")
     serve.add_argument("--dtype", default=env_default("DTYPE"), help="float32, float16, bfloat16 or auto")
@@ -452,11 +472,25 @@ def build_parser() -> argparse.ArgumentParser:
     onnx.add_argument("output", help="folder to write")
     onnx.add_argument("--model", required=True, help="checkpoint folder or hub id")
     onnx.add_argument("--task", default=None, help="feature-extraction, fill-mask, text-classification, "
-                      "token-classification, question-answering, text-generation (default: from config.json)")
+                      "token-classification, question-answering, text-generation, text2text-generation "
+                      "(summarization, translation) (default: from config.json)")
     onnx.add_argument("--opset", type=int, default=18)
     onnx.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto")
     onnx.add_argument("--atol", type=float, default=1e-4, help="largest accepted |ONNX Runtime - PyTorch|")
+    onnx.add_argument("--static-shapes", type=int, nargs=2, metavar=("BATCH", "SEQUENCE"), default=None,
+                      help="fix the batch and sequence axes (encoder tasks; for TensorRT engines, CoreML)")
     onnx.set_defaults(func=cmd_export)
+
+    quantize = sub.add_parser("quantize", help="quantize an exported model (needs the [onnx] extra)")
+    targets = quantize.add_subparsers(dest="format", required=True)
+    q_onnx = targets.add_parser("onnx", help="ONNX Runtime's quantizer over an exported folder")
+    q_onnx.add_argument("input", help="exported folder (model.onnx, or a seq2seq export's two graphs)")
+    q_onnx.add_argument("output", help="folder to write")
+    q_onnx.add_argument("--mode", required=True, help="dynamic-int8: int8 MatMul/Gemm weights, activations "
+                        "quantized at run time")
+    q_onnx.add_argument("--no-per-channel", dest="per_channel", action="store_false",
+                        help="one scale per weight tensor instead of one per output channel")
+    q_onnx.set_defaults(func=cmd_quantize)
 
     convert = sub.add_parser("convert", help="convert another library's checkpoint to a Hugging Face folder")
     sources = convert.add_subparsers(dest="source", required=True)

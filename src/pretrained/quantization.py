@@ -1,7 +1,8 @@
 """Quantization configs that ported scripts build and pass as `from_pretrained(quantization_config=...)`.
 
-We have no bitsandbytes kernels and no weight-only int8 loading yet: the config is accepted as data
-(its fields and `to_dict` as Transformers'), and `from_pretrained` refuses it with what works instead.
+We have no bitsandbytes kernels: the config is accepted as data (its fields and `to_dict` as
+Transformers'), and `from_pretrained` refuses it with what works instead. Our own int8 weight-only
+linear layers are `pretrained.int8` (quantize_linear_int8, save_int8 / load_int8).
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from .errors import UnsupportedOptionError
 
 ALTERNATIVES = (
     "load in half precision (dtype=torch.bfloat16 or torch.float16), load a llama.cpp quantized file "
-    "(gguf_file=...), or quantize the loaded model's nn.Linear layers to dynamic int8 on CPU "
-    "(torch.ao.quantization.quantize_dynamic)"
+    "(gguf_file=...), quantize the loaded model's nn.Linear layers to int8 weights with "
+    "pretrained.int8.quantize_linear_int8(model), or load a folder saved by pretrained.int8.save_int8 with load_int8"
 )
 
 

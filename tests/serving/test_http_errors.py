@@ -37,7 +37,8 @@ def test_bad_requests_get_400_404_and_the_server_keeps_serving(server, tiny_lm):
     assert_error(httpx.post(url, json={**ok, "max_tokens": 100000}), 400, "max_tokens")
     assert_error(httpx.post(url, json={**ok, "n": 17}), 400, "n")
     assert_error(httpx.post(url, json={**ok, "frobnicate": 1}), 400, "frobnicate")
-    assert_error(httpx.post(url, json={**ok, "response_format": {"type": "json_object"}}), 400, "response_format")
+    assert_error(httpx.post(url, json={**ok, "response_format": {"type": "json_schema", "json_schema": {}}}), 400,
+                 "response_format")
     assert_error(httpx.post(url, json={**ok, "top_logprobs": 2}), 400, "top_logprobs")
     assert_error(httpx.post(url, json={**ok, "logit_bias": {"x": 1}}), 400, "logit_bias")
     assert_error(httpx.post(url, json={**ok, "stop": ""}), 400, "stop")

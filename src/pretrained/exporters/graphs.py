@@ -91,3 +91,133 @@ class DecoderGraph(nn.Module):
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                          past_key_values=cache, use_cache=True, cache_position=cache_position, return_dict=True)
         return (out.logits, *(t for kv in cache.present for t in kv))
+
+
+def cross_names(num_layers: int) -> list[str]:
+    return [f"cross.{i}.{kind}" for i in range(num_layers) for kind in ("key", "value")]
+
+
+class ListCache(Cache):
+    """Keys/values kept whole as given: cross-attention's (projected from the encoder output once), or
+    a first step's self-attention (no past to concatenate with)."""
+
+    def __init__(self, layers=()):
+        super().__init__()
+        self.kv = list(layers)
+
+    def update(self, k, v, layer_idx, cache_position=None):
+        self.kv.append((k, v))
+        return k, v
+
+    def get_seq_length(self, layer_idx: int = 0):
+        return self.kv[layer_idx][0].shape[2] if layer_idx < len(self.kv) else 0
+
+    def __len__(self) -> int:
+        return len(self.kv)
+
+    def __getitem__(self, layer_idx: int):
+        return self.kv[layer_idx]
+
+
+def _pairs(flat) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+
+
+def _first_decoder_step(model, input_ids, attention_mask, encoder_outputs=None):
+    """Run a seq2seq model's decoder one step from token 0 with a fresh cache; -> (encoder outputs, cache).
+    The cache's cross part then holds every decoder layer's projected encoder keys/values."""
+    from ..cache import EncoderDecoderCache
+
+    if encoder_outputs is None:
+        encoder_outputs = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+    cache = EncoderDecoderCache(ListCache(), ListCache())
+    model(encoder_outputs=encoder_outputs, attention_mask=attention_mask, past_key_values=cache, use_cache=True,
+          decoder_input_ids=torch.zeros_like(input_ids[:, :1]), return_dict=True)
+    return encoder_outputs, cache
+
+
+def decoder_geometry(model) -> tuple[int, int, int]:
+    """(decoder layers, heads, head_dim) of a seq2seq model, read from the cache of one real step, so no
+    family's config names are needed."""
+    with torch.no_grad():
+        _, cache = _first_decoder_step(model, torch.ones(1, 2, dtype=torch.long), torch.ones(1, 2, dtype=torch.long))
+    k = cache.cross_attention_cache[0][0]  # (1, H, S, D)
+    return len(cache.cross_attention_cache), k.shape[1], k.shape[3]
+
+
+class Seq2SeqEncoderGraph(nn.Module):
+    """(input_ids, attention_mask) -> (last_hidden_state, cross.{i}.key/value ...): the encoder, plus each
+    decoder layer's cross-attention keys/values (B, H, S, D), projected here once per prompt so the
+    decoder graph never recomputes them. (The one decoder step that projects them has no other output;
+    the exporter's optimiser drops the rest of it.)"""
+
+    input_names = ("input_ids", "attention_mask")
+
+    def __init__(self, model, num_layers: int):
+        super().__init__()
+        self.model = model
+        self.output_names = ("last_hidden_state", *cross_names(num_layers))
+        self.dynamic_axes = {name: {0: "batch", 1: "encoder_sequence"} for name in self.input_names}
+        self.output_axes = {"last_hidden_state": {0: "batch", 1: "encoder_sequence"},
+                            **{name: {0: "batch", 2: "encoder_sequence"} for name in cross_names(num_layers)}}
+
+    def forward(self, *inputs: torch.Tensor):  # varargs, as every graph: see onnx._run_exporter
+        input_ids, attention_mask = inputs
+        encoder_outputs, cache = _first_decoder_step(self.model, input_ids, attention_mask)
+        return (encoder_outputs.last_hidden_state, *(t for kv in cache.cross_attention_cache.kv for t in kv))
+
+
+class Seq2SeqDecoderGraph(nn.Module):
+    """One decoder step, merged for the first (P = 0) and later steps: (decoder_input_ids, decoder_attention_mask
+    (B, P+T), encoder_attention_mask (B, S), past k/v (B, H, P, D) ..., cross k/v (B, H, S, D) ...) ->
+    (logits, present k/v ...)."""
+
+    def __init__(self, model, geometry: tuple[int, int, int]):
+        super().__init__()
+        self.model = model
+        num_layers, self.heads, self.head_dim = geometry
+        self.num_layers = num_layers
+        self.input_names = ("decoder_input_ids", "decoder_attention_mask", "encoder_attention_mask",
+                            *past_names(num_layers), *cross_names(num_layers))
+        self.output_names = ("logits", *past_names(num_layers, "present"))
+        self.dynamic_axes = {"decoder_input_ids": {0: "batch", 1: "sequence"},
+                             "decoder_attention_mask": {0: "batch", 1: "total_sequence"},
+                             "encoder_attention_mask": {0: "batch", 1: "encoder_sequence"},
+                             **{name: {0: "batch", 2: "past_sequence"} for name in past_names(num_layers)},
+                             **{name: {0: "batch", 2: "encoder_sequence"} for name in cross_names(num_layers)}}
+        self.output_axes = {"logits": {0: "batch", 1: "sequence"},
+                            **{name: {0: "batch", 2: "total_sequence"} for name in past_names(num_layers, "present")}}
+
+    def forward(self, *inputs: torch.Tensor):
+        from ..cache import EncoderDecoderCache
+        from ..outputs import BaseModelOutput
+
+        ids, mask, encoder_mask, *kv = inputs
+        n = 2 * self.num_layers
+        self_cache = ConcatCache(_pairs(kv[:n]))
+        cache = EncoderDecoderCache(self_cache, ListCache(_pairs(kv[n:])))
+        P, T = kv[0].shape[2], ids.shape[1]
+        B, S = encoder_mask.shape
+        # never read: cross-attention takes its keys/values from the cache; the decoder needs a tensor there
+        encoder_outputs = BaseModelOutput(last_hidden_state=kv[n].new_zeros(B, S, 1))
+        out = self.model(encoder_outputs=encoder_outputs, attention_mask=encoder_mask, decoder_input_ids=ids,
+                         decoder_attention_mask=mask, past_key_values=cache, use_cache=True,
+                         cache_position=torch.arange(T, device=ids.device) + P, return_dict=True)
+        return (out.logits, *(t for kv in self_cache.present for t in kv))
+
+    def sample(self, batch: int, length: int, past: int, seed: int) -> dict:
+        """Random inputs of the given shapes (an encoder of length + 3 tokens); the encoder mask's second
+        row is left-padded by two."""
+        g = torch.Generator().manual_seed(seed)
+        vocab, encoder_length, heads, head_dim = self.model.config.vocab_size, length + 3, self.heads, self.head_dim
+        encoder_mask = torch.ones(batch, encoder_length, dtype=torch.long)
+        if batch > 1:
+            encoder_mask[1, :2] = 0
+        out = {"decoder_input_ids": torch.randint(3, vocab, (batch, length), generator=g),
+               "decoder_attention_mask": torch.ones(batch, past + length, dtype=torch.long),
+               "encoder_attention_mask": encoder_mask}
+        for name in past_names(self.num_layers):
+            out[name] = torch.randn(batch, heads, past, head_dim, generator=g)
+        for name in cross_names(self.num_layers):
+            out[name] = torch.randn(batch, heads, encoder_length, head_dim, generator=g)
+        return out

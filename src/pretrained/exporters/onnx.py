@@ -14,6 +14,17 @@ output with the PyTorch model's; past `atol` the export fails and model.onnx is 
 Decoders (text-generation) export one merged graph: the past keys and values are inputs
 `past_key_values.{i}.key/value` (B, kv_heads, P, head_dim), P = 0 on the first step, and the
 updated ones are outputs `present.{i}.key/value`; see `ORTModelForCausalLM`.
+
+Seq2seq models (text2text-generation; aliases summarization, translation) export two graphs:
+encoder_model.onnx, (input_ids, attention_mask) -> last_hidden_state and every decoder layer's
+cross-attention keys/values `cross.{i}.key/value` (B, H, S, D), projected once per prompt; and
+decoder_model.onnx, one merged step like a decoder's (past self-attention keys/values in, P = 0 on
+the first step, `present.*` out) that also takes `cross.*` and the encoder's mask. The cross keys
+never change while decoding, so computing them in the encoder graph keeps the decoder one graph
+with no If node and no recomputation; see `ORTModelForSeq2SeqLM`.
+
+`static_shapes=(batch, sequence)` fixes both axes in an encoder task's graph (TensorRT engines and
+CoreML want fixed shapes); validation then runs that shape only.
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import ConfigError, InputError, PretrainedError, UnknownModelError
+from ..errors import ConfigError, InputError, PretrainedError, UnknownModelError, UnsupportedOptionError
 
 DEFAULT_OPSET = 18  # dynamo's own opset; >= 17 keeps LayerNormalization one node for TensorRT and others
 DEFAULT_ATOL = 1e-4
@@ -42,9 +53,16 @@ TASKS = {
     "token-classification": ("AutoModelForTokenClassification", ("logits",)),
     "question-answering": ("AutoModelForQuestionAnswering", ("start_logits", "end_logits")),
     "text-generation": ("AutoModelForCausalLM", ("logits",)),
+    "text2text-generation": ("AutoModelForSeq2SeqLM", ("logits",)),
 }
+SEQ2SEQ_TASK = "text2text-generation"
+GENERATING_TASKS = ("text-generation", SEQ2SEQ_TASK)
+ONNX_FILE = "model.onnx"
+# a seq2seq export's two graphs; see graphs.Seq2SeqEncoderGraph / Seq2SeqDecoderGraph
+SEQ2SEQ_FILES = ("encoder_model.onnx", "decoder_model.onnx")
 TASK_ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification",
-                "default": "feature-extraction", "causal-lm": "text-generation"}
+                "default": "feature-extraction", "causal-lm": "text-generation", "summarization": SEQ2SEQ_TASK,
+                "translation": SEQ2SEQ_TASK, "seq2seq-lm": SEQ2SEQ_TASK}
 # model_type -> the graph's text inputs; a family absent here is refused by name
 ENCODER_INPUTS = {
     "bert": ("input_ids", "attention_mask", "token_type_ids"),
@@ -55,10 +73,12 @@ DECODER_INPUTS = {
     "gpt2": ("input_ids", "attention_mask", "position_ids"),
     "llama": ("input_ids", "attention_mask", "position_ids"),
 }
+SEQ2SEQ_INPUTS = {family: ("input_ids", "attention_mask") for family in ("t5", "mt5", "bart", "marian")}
 # a loaded model's class name suffix -> its task, when export() is not told
 _CLASS_SUFFIXES = (("ForMaskedLM", "fill-mask"), ("ForSequenceClassification", "text-classification"),
                    ("ForTokenClassification", "token-classification"), ("ForQuestionAnswering", "question-answering"),
                    ("ForCausalLM", "text-generation"), ("LMHeadModel", "text-generation"),
+                   ("ForConditionalGeneration", SEQ2SEQ_TASK), ("MTModel", SEQ2SEQ_TASK),
                    ("Model", "feature-extraction"))
 
 
@@ -75,9 +95,9 @@ def check_task(task: str) -> str:
 
 def graph_inputs(model_type: str, task: str) -> tuple[str, ...]:
     """The graph's input names for a family and task; refuses a pair that has no export."""
-    table = DECODER_INPUTS if task == "text-generation" else ENCODER_INPUTS
+    kind = {"text-generation": "decoder", SEQ2SEQ_TASK: "encoder-decoder"}.get(task, "encoder")
+    table = {"decoder": DECODER_INPUTS, "encoder-decoder": SEQ2SEQ_INPUTS, "encoder": ENCODER_INPUTS}[kind]
     if model_type not in table:
-        kind = "decoder" if task == "text-generation" else "encoder"
         raise UnknownModelError(f"model_type={model_type!r} has no ONNX export for task {task!r}; "
                                 f"supported {kind} families: {', '.join(table)}")
     return table[model_type]
@@ -95,11 +115,15 @@ def require(module: str):
 
 
 def export(model, output_dir: str | os.PathLike, task: str | None = None, opset: int = DEFAULT_OPSET,
-           exporter: str = "auto", atol: float = DEFAULT_ATOL, tokenizer=None, validate: bool = True) -> Path:
+           exporter: str = "auto", atol: float = DEFAULT_ATOL, tokenizer=None, validate: bool = True,
+           static_shapes: tuple[int, int] | None = None) -> Path:
     """Export `model` (a loaded model, or a folder / hub id loaded with the task's Auto class) to
-    `output_dir`/model.onnx with its config and tokenizer; returns the folder.
+    `output_dir`/model.onnx (seq2seq: encoder_model.onnx and decoder_model.onnx) with its config and
+    tokenizer; returns the folder.
 
     exporter: "dynamo", "torchscript", or "auto" (dynamo, then TorchScript if dynamo fails).
+    static_shapes: (batch, sequence) fixed in the graph instead of dynamic axes (encoder tasks only),
+    for targets that want fixed shapes (TensorRT engines, CoreML).
     Raises ExportError when an output differs from PyTorch's by more than `atol`."""
     import torch
 
@@ -115,22 +139,58 @@ def export(model, output_dir: str | os.PathLike, task: str | None = None, opset:
                           f"got {type(model).__name__}")
     task = check_task(task or _task_of(model))
     names = graph_inputs(model.config.model_type, task)
+    static = _check_static_shapes(static_shapes, task)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
-    graph = _graph_module(model, task, names).eval()
-    sample = sample_inputs(model.config, task, names, batch=2, length=8)
-    path = out / "model.onnx"
-    with torch.no_grad():
-        used = _run_exporter(graph, sample, path, opset, exporter, model)
-    record = {"task": task, "exporter": used, "opset": opset, "torch_version": torch.__version__,
-              "inputs": list(graph.input_names), "outputs": list(graph.output_names)}
+    record = {"task": task, "opset": opset, "torch_version": torch.__version__,
+              "static_shapes": list(static) if static else None}
+    worst = 0.0
+    graphs = {}
+    for file, graph in _graph_modules(model, task, names):
+        graph.eval()
+        if static:
+            graph.dynamic_axes, graph.output_axes = {}, {}
+        sample = _sample(graph, model.config, task, names, *(static or (2, 8)), past=0, seed=0)
+        with torch.no_grad():
+            used = _run_exporter(graph, sample, out / file, opset, exporter, model)
+        graphs[file] = {"exporter": used, "inputs": list(graph.input_names), "outputs": list(graph.output_names)}
+        if validate:
+            worst = max(worst, validate_graph(graph, out / file, model.config, task, names, atol, static))
+    if list(graphs) == [ONNX_FILE]:
+        record.update(graphs[ONNX_FILE])
+    else:
+        record["exporter"] = "+".join(sorted({g["exporter"] for g in graphs.values()}))
+        record["graphs"] = graphs
     if validate:
-        record["atol"] = atol
-        record["max_abs_diff"] = validate_graph(graph, path, model.config, task, names, atol)
+        record["atol"], record["max_abs_diff"] = atol, worst
     _copy_companions(model, out, tokenizer, task)
-    (out / EXPORT_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    write_text_atomic(out / EXPORT_FILE, json.dumps(record, indent=2) + "\n")
     return out
+
+
+def graph_files(task: str) -> tuple[str, ...]:
+    """The ONNX files an export of `task` writes."""
+    return SEQ2SEQ_FILES if check_task(task) == SEQ2SEQ_TASK else (ONNX_FILE,)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _check_static_shapes(static_shapes, task: str):
+    if static_shapes is None:
+        return None
+    if task in GENERATING_TASKS:
+        raise UnsupportedOptionError(f"static_shapes={static_shapes!r} with task {task!r}: a decoder's past length "
+                                     "grows every step, so its graph keeps dynamic axes; static shapes are for the "
+                                     "encoder tasks")
+    if (not isinstance(static_shapes, (tuple, list)) or len(static_shapes) != 2
+            or not all(isinstance(n, int) and n >= 1 for n in static_shapes)):
+        raise InputError(f"static_shapes={static_shapes!r}; expected (batch, sequence), two ints >= 1")
+    return tuple(static_shapes)
 
 
 def load_for_task(name_or_path, task: str | None):
@@ -152,12 +212,24 @@ def _task_of(model) -> str:
     raise ExportError(f"cannot tell the task of a {name}; pass task= (one of {', '.join(TASKS)})")
 
 
-def _graph_module(model, task: str, input_names: tuple[str, ...]):
-    from .graphs import DecoderGraph, EncoderGraph
+def _graph_modules(model, task: str, input_names: tuple[str, ...]) -> list:
+    """[(file name, the torch module traced into it)]: one graph, or a seq2seq model's encoder and decoder."""
+    from .graphs import DecoderGraph, EncoderGraph, Seq2SeqDecoderGraph, Seq2SeqEncoderGraph, decoder_geometry
 
+    if task == SEQ2SEQ_TASK:
+        geometry = decoder_geometry(model)
+        return list(zip(SEQ2SEQ_FILES, (Seq2SeqEncoderGraph(model, geometry[0]), Seq2SeqDecoderGraph(model, geometry))))
     if task == "text-generation":
-        return DecoderGraph(model, input_names)
-    return EncoderGraph(model, input_names, TASKS[task][1])
+        return [(ONNX_FILE, DecoderGraph(model, input_names))]
+    return [(ONNX_FILE, EncoderGraph(model, input_names, TASKS[task][1]))]
+
+
+def _sample(graph, config, task: str, input_names, batch: int, length: int, past: int, seed: int) -> dict:
+    """Sample inputs for `graph`: its own when it builds them (the seq2seq decoder), else sample_inputs'."""
+    if hasattr(graph, "sample"):
+        return graph.sample(batch, length, past=past, seed=seed)
+    graph_task = "feature-extraction" if task == SEQ2SEQ_TASK else task  # the seq2seq encoder takes text only
+    return sample_inputs(config, graph_task, input_names, batch, length, past=past, seed=seed)
 
 
 def sample_inputs(config, task: str, input_names, batch: int, length: int, past: int = 0, seed: int = 0) -> dict:
@@ -230,18 +302,22 @@ def _eager_attention(model):
         config.attn_implementation = before
 
 
-def validate_graph(graph, path: Path, config, task: str, input_names, atol: float) -> float:
-    """Largest |ONNX Runtime - PyTorch| over every output on two input shapes unseen at export;
-    past `atol`, removes the graph and raises ExportError naming the output."""
+def validate_graph(graph, path: Path, config, task: str, input_names, atol: float, static_shapes=None) -> float:
+    """Largest |ONNX Runtime - PyTorch| over every output on two input shapes unseen at export (the
+    fixed shape, twice with other values, for a static-shape graph); past `atol`, removes the graph
+    and raises ExportError naming the output."""
     import numpy as np
     import torch
 
     ort = require("onnxruntime")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
-    cases = [(3, 11, 0), (1, 5, 0)] if task != "text-generation" else [(3, 1, 6), (1, 7, 0)]
-    for batch, length, past in cases:
-        sample = sample_inputs(config, task, input_names, batch, length, past=past, seed=1)
+    cases = [(3, 1, 6), (1, 7, 0)] if any(n.startswith("past_key_values") for n in graph.input_names) \
+        else [(3, 11, 0), (1, 5, 0)]
+    if static_shapes:
+        cases = [(*static_shapes, 0)] * 2
+    for seed, (batch, length, past) in enumerate(cases, start=1):
+        sample = _sample(graph, config, task, input_names, batch, length, past=past, seed=seed)
         feeds = {n: sample[n].numpy() for n in graph.input_names}
         got = session.run(list(graph.output_names), feeds)
         with torch.no_grad():
@@ -271,7 +347,7 @@ def _copy_companions(model, out: Path, tokenizer, task: str) -> None:
     """config.json, generation_config.json (models that generate) and the tokenizer beside the graph."""
     model.config.save_pretrained(out)
     generation_config = getattr(model, "generation_config", None)
-    if generation_config is not None and task == "text-generation":
+    if generation_config is not None and task in GENERATING_TASKS:
         generation_config.save_pretrained(out)
     if tokenizer is not None:
         if isinstance(tokenizer, (str, os.PathLike)):

@@ -42,16 +42,23 @@ class ServerConfig:
     max_model_len: int | None = None
     dtype: str | None = None
     threads: int | None = None  # torch intra-op threads (None: torch's default)
-    max_prefill_tokens: int = 256  # prompt tokens prefilled between two decode steps of a running batch
+    max_prefill_tokens: int = 256  # the largest prompt chunk one forward prefills
+    max_num_batched_tokens: int | None = None  # tokens per turn while rows run (None: batch size + 32)
+    kv_cache: str = "slots"  # "slots" (per-request buffers) or "padded" (one left-padded batch)
 
     def __post_init__(self):
         from ..errors import InputError
 
         for name, low in (("max_batch_size", 1), ("max_queue", 0), ("max_model_len", 2), ("threads", 1),
-                          ("max_prefill_tokens", 1)):
+                          ("max_prefill_tokens", 1), ("max_num_batched_tokens", 2)):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < low):
                 raise InputError(f"--{name.replace('_', '-')} {value!r}: expected an integer >= {low}")
+        if self.kv_cache not in ("slots", "padded"):
+            raise InputError(f"--kv-cache {self.kv_cache!r}: expected 'slots' or 'padded'")
+        if self.max_num_batched_tokens is not None and self.max_num_batched_tokens <= self.max_batch_size:
+            raise InputError(f"--max-num-batched-tokens {self.max_num_batched_tokens} must exceed --max-batch-size "
+                             f"{self.max_batch_size}: a full batch would leave no tokens to prefill new prompts")
 
 
 class State:
@@ -83,7 +90,8 @@ class State:
                                       self.tokenizer.model_max_length) if n]
                 self.max_model_len = config.max_model_len or min(limits)
                 self.engine = Engine(model, self.tokenizer, config.max_batch_size, config.max_queue, self.metrics,
-                                     config.threads, config.max_prefill_tokens)
+                                     config.threads, config.max_prefill_tokens, config.max_num_batched_tokens,
+                                     config.kv_cache, self.max_model_len)
                 self.engine.start()
                 self.model_name = config.model or EMBEDDED_CHAT_ID
             path = _choose(config.embedding_model, embedded_model_path)
@@ -173,8 +181,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     async def chat_completions(request: Request):
         body = parse(ChatCompletionRequest, await _json(request))
         state.require(body.model, "chat")
-        if body.response_format and body.response_format.get("type") != "text":
-            raise refuse("response_format", "only {'type': 'text'} is supported")
+        json_object = _json_mode(body.response_format)
         if not state.tokenizer.chat_template:
             raise APIError(400, f"{state.model_name!r} has no chat template: use /v1/completions", param="messages")
         messages = [_text_message(m.model_dump(exclude_none=True), i) for i, m in enumerate(body.messages)]
@@ -187,7 +194,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         if body.top_logprobs is not None and not body.logprobs:
             raise APIError(400, "top_logprobs: needs logprobs=true", param="top_logprobs")
         max_tokens = body.max_completion_tokens or body.max_tokens
-        return await _generate(state, request, body, [ids], max_tokens, top, "chat.completion")
+        return await _generate(state, request, body, [ids], max_tokens, top, "chat.completion", json_object)
 
     @app.post("/v1/completions")
     async def completions(request: Request):
@@ -255,6 +262,17 @@ def _text_message(message: dict, index: int) -> dict:
     return message
 
 
+def _json_mode(response_format: dict | None) -> bool:
+    """True for {"type": "json_object"}; {"type": "text"} or none is plain text; the rest is refused."""
+    kind = (response_format or {"type": "text"}).get("type")
+    if kind == "json_schema":
+        raise refuse("response_format", "{'type': 'json_schema'} is not supported; {'type': 'json_object'} "
+                     "constrains the output to a JSON object")
+    if kind not in ("text", "json_object") or set(response_format or {}) - {"type"}:
+        raise refuse("response_format", f"{response_format!r}: expected {{'type': 'text'}} or {{'type': 'json_object'}}")
+    return kind == "json_object"
+
+
 def _choose(given: str | None, embedded) -> str | None:
     return None if given in ("", "none") else given or embedded()
 
@@ -273,7 +291,7 @@ async def _json(request: Request):
 
 
 async def _generate(state: State, http: Request, body, prompts: list[list[int]], max_tokens: int | None,
-                    top_logprobs: int | None, kind: str):
+                    top_logprobs: int | None, kind: str, json_object: bool = False):
     """Submit n choices per prompt; answer with one JSON body or an SSE stream."""
     if body.n * len(prompts) > state.config.max_batch_size:
         raise APIError(400, f"n: {body.n} choices of {len(prompts)} prompt(s) exceed --max-batch-size "
@@ -299,7 +317,8 @@ async def _generate(state: State, http: Request, body, prompts: list[list[int]],
                            f"context of {state.max_model_len}", param="max_tokens", code="context_length_exceeded")
         params = SamplingParams(max_tokens=max_tokens or room, temperature=body.temperature, top_p=body.top_p,
                                 stop=stops, seed=body.seed, presence_penalty=body.presence_penalty,
-                                frequency_penalty=body.frequency_penalty, logit_bias=bias, top_logprobs=top_logprobs)
+                                frequency_penalty=body.frequency_penalty, logit_bias=bias, top_logprobs=top_logprobs,
+                                json_object=json_object)
         requests += [GenerationRequest(ids, params, queue, loop, p * body.n + i) for i in range(body.n)]
     try:
         state.engine.submit(requests)

@@ -1,10 +1,12 @@
 """The generation engine: one thread owns the model and runs a continuous batch.
 
-Every loop turn admits waiting requests (each prefilled alone, then its keys/values left-padded into
-the running batch), runs one decode step for the whole batch, samples each row with its own settings,
-and drops the rows that finished. Rows never wait for the slowest one, and a new request starts
-between two decode steps. Tokens travel to each request's asyncio queue through
-`loop.call_soon_threadsafe`, so the event loop never runs the model.
+Every loop turn runs one decode step for the running rows (each sampled with its own settings; rows
+that finish leave at once), then spends the rest of the turn's token budget prefilling prompts: a long
+prompt is prefilled in chunks over several turns, so the running streams keep getting a token every
+turn instead of waiting for the whole prompt. A request whose prompt is done samples its first token
+and joins the batch. Keys/values live in kv_slots.py (per-request slots, or one left-padded batch).
+Tokens travel to each request's asyncio queue through `loop.call_soon_threadsafe`, so the event loop
+never runs the model.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from dataclasses import dataclass, field
 import torch
 
 from ..cache import DynamicCache
+from ..errors import InputError
 from ..generation.processors import top_p_filter
+from .kv_slots import PaddedKV, SlotKV
 
 
 class QueueFull(Exception):
@@ -38,6 +42,7 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     logit_bias: dict[int, float] = field(default_factory=dict)
     top_logprobs: int | None = None  # None: no logprobs; 0: the chosen token's only
+    json_object: bool = False  # response_format {"type": "json_object"}: the output is one JSON object
 
 
 @dataclass
@@ -63,6 +68,10 @@ class GenerationRequest:
         self.sent = 0  # characters of the decoded output already sent
         self.cancelled = False
         self.submitted = time.perf_counter()
+        self.prefilled = 0  # prompt tokens whose keys/values are stored
+        self.slot: int | None = None  # SlotKV: the slot this request writes
+        self.cache: DynamicCache | None = None  # PaddedKV: its own cache until it joins the batch
+        self.constraint = None  # a JSON-prefix state under response_format json_object
         self.generator = None
         if params.seed is not None:
             self.generator = torch.Generator().manual_seed(params.seed + index)
@@ -72,21 +81,40 @@ class GenerationRequest:
 
 
 class Engine:
-    """The continuous-batching loop over a causal LM; `submit` is safe from any thread."""
+    """The continuous-batching loop over a causal LM; `submit` is safe from any thread.
+
+    max_prefill_tokens: the largest prompt chunk one forward prefills. max_num_batched_tokens: the
+    tokens one turn processes while rows run (one per running row, the rest for prefill; default: the
+    batch size + 32), which bounds how long prompts hold the running streams. kv_cache: "slots" or "padded" (see kv_slots.py);
+    sliding-window models always use "padded"."""
 
     def __init__(self, model, tokenizer, max_batch_size: int = 16, max_queue: int = 64, metrics=None,
-                 threads: int | None = None, max_prefill_tokens: int = 256):
+                 threads: int | None = None, max_prefill_tokens: int = 256, max_num_batched_tokens: int | None = None,
+                 kv_cache: str = "slots", max_model_len: int | None = None):
         self.model, self.tokenizer, self.metrics, self.threads = model, tokenizer, metrics, threads
-        self.max_prefill_tokens = max_prefill_tokens
         self.max_batch_size, self.max_queue = max_batch_size, max_queue
+        self.max_prefill_tokens = max_prefill_tokens
+        self.max_num_batched_tokens = max_num_batched_tokens or max_batch_size + 32
+        if self.max_num_batched_tokens <= max_batch_size:
+            raise InputError(f"--max-num-batched-tokens {self.max_num_batched_tokens} must exceed --max-batch-size "
+                             f"{max_batch_size}: a full batch would leave no tokens to prefill new prompts")
+        if kv_cache not in ("slots", "padded"):
+            raise InputError(f"--kv-cache {kv_cache!r}: expected 'slots' or 'padded'")
+        windows = getattr(model.config, "layer_windows", lambda: {})()
+        if kv_cache == "slots" and any(w is not None for w in windows.values()):
+            kv_cache = "padded"  # a window counts key columns back from the query: rows must end together
+        self.kv_cache = kv_cache
         self.eos = _eos_ids(model, tokenizer)
         self.device = next(model.parameters()).device
+        limit = max_model_len or getattr(model.config, "max_position_embeddings", None) or 4096
+        self.kv = SlotKV(max_batch_size, limit, self.device) if kv_cache == "slots" else PaddedKV()
         self.waiting: collections.deque[GenerationRequest] = collections.deque()
         self.rows: list[GenerationRequest] = []
-        self.cache: DynamicCache | None = None
-        self.mask: torch.Tensor | None = None  # (B, S) 1 for real tokens, 0 for left padding
+        self.prefilling: GenerationRequest | None = None  # the prompt being prefilled, chunk by chunk
+        self.json_vocabulary = None  # built on the first json_object request
         self.peak_batch = 0  # the largest running batch so far (tests read it)
-        self.steps = 0
+        self.steps = 0  # decode steps
+        self.prefill_chunks = 0
         self._wake = threading.Condition()
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="pretrained-serve-engine", daemon=True)
@@ -109,7 +137,7 @@ class Engine:
             self._wake.notify()
 
     def busy(self) -> int:
-        return len(self.waiting) + len(self.rows)
+        return len(self.waiting) + len(self.rows) + (self.prefilling is not None)
 
     # --- the loop ---
 
@@ -119,63 +147,97 @@ class Engine:
         with torch.inference_mode():
             while True:
                 with self._wake:
-                    while not self._stop and not self.waiting and not self.rows:
+                    while not self._stop and not self.waiting and not self.rows and self.prefilling is None:
                         self._wake.wait()
                     if self._stop:
                         return
-                    admitted, budget = [], self.max_prefill_tokens
-                    while self.waiting and len(self.rows) + len(admitted) < self.max_batch_size:
-                        # running rows wait for every prefill: a prompt-token budget bounds that stall (one
-                        # request always fits); an idle engine stalls no one and takes all it can
-                        cost = len(self.waiting[0].prompt_ids)
-                        if self.rows and admitted and cost > budget:
-                            break
-                        budget -= cost
-                        admitted.append(self.waiting.popleft())
                 try:
-                    for request in admitted:
-                        if not request.cancelled:
-                            self._prefill(request)
                     if self.rows:
                         self._decode()
+                    # running streams wait for this turn's prefill: the budget bounds that stall; an idle
+                    # engine stalls no one and fills the batch (each prompt still in max_prefill_tokens chunks)
+                    budget = self.max_num_batched_tokens - len(self.rows) if self.rows else None
+                    while budget is None or budget > 0:
+                        request = self.prefilling or self._admit()
+                        if request is None:
+                            break
+                        done = self._prefill(request, self.max_prefill_tokens if budget is None
+                                             else min(budget, self.max_prefill_tokens))
+                        budget = None if budget is None else budget - done
                 except Exception as e:  # noqa: BLE001  the loop must outlive one bad batch
-                    for request in admitted + self.rows:
+                    failed = self.rows + ([self.prefilling] if self.prefilling else [])
+                    for request in failed:
                         request.emit(Token(request.index, "", finish_reason="error", error=f"{type(e).__name__}: {e}"))
-                    self.rows, self.cache, self.mask = [], None, None
+                    self.rows, self.prefilling = [], None
+                    self.kv = SlotKV(self.max_batch_size, self.kv.max_len, self.device) if self.kv_cache == "slots" \
+                        else PaddedKV()
                 self._gauges()
 
-    def _prefill(self, request: GenerationRequest) -> None:
-        ids = torch.tensor([request.prompt_ids], device=self.device)
-        out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)  # the last position's logits only
+    def _admit(self) -> GenerationRequest | None:
+        """The next waiting request when the batch has room for it (cancelled ones are dropped)."""
+        with self._wake:
+            while self.waiting and len(self.rows) < self.max_batch_size:
+                request = self.waiting.popleft()
+                if not request.cancelled:
+                    break
+            else:
+                return None
+            self.prefilling = request  # from here on, an error in the loop reaches this request too
+            self._gauges()
+        if request.params.json_object:
+            from .json_mode import JSONConstraint, JSONVocabulary
+
+            if self.json_vocabulary is None:
+                self.json_vocabulary = JSONVocabulary(self.tokenizer, getattr(self.model.config, "vocab_size", None))
+            request.constraint = JSONConstraint(self.json_vocabulary)
+        if self.kv_cache == "slots":
+            request.slot = len(self.rows)  # free: running rows hold slots 0..n-1
+        else:
+            request.cache = DynamicCache()
+        return request
+
+    def _prefill(self, request: GenerationRequest, budget: int) -> int:
+        """Prefill the next chunk (at most `budget` tokens) of `request`'s prompt; returns its size.
+        The last chunk's logits give the first token, and the request joins the running rows."""
+        if request.cancelled:  # the client left before its first token
+            self.prefilling = None
+            if self.kv_cache == "slots":
+                self.kv.release(request.slot)
+            return 0
+        done = request.prefilled
+        n = min(budget, len(request.prompt_ids) - done)
+        ids = torch.tensor([request.prompt_ids[done:done + n]], device=self.device)
+        cache = self.kv.prefill(request.slot, done, n) if self.kv_cache == "slots" else request.cache
+        out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        request.prefilled += n
+        self.prefill_chunks += 1
+        if request.prefilled < len(request.prompt_ids):
+            return n  # the rest in the next turns
+        self.prefilling = None
         if self.metrics:
             self.metrics.time_to_first_token.observe(time.perf_counter() - request.submitted)
         request.last = time.perf_counter()
         if self._advance(request, out.logits[0, -1].float()):
-            return
-        self._join(request, out.past_key_values.to_legacy_cache(), len(request.prompt_ids))
-
-    def _join(self, request: GenerationRequest, layers: tuple, length: int) -> None:
-        """Left-pad the longer-or-shorter side so the new row's keys line up with the batch's."""
-        if self.cache is None:
-            self.cache, self.mask = DynamicCache.from_legacy_cache(layers), torch.ones(1, length, dtype=torch.long)
-            self.rows = [request]
-            return
-        S = self.mask.shape[1]
-        width = max(S, length)
-        merged = [(torch.cat([_pad_left(k, width), _pad_left(nk, width)]), torch.cat([_pad_left(v, width), _pad_left(nv, width)]))
-                  for (k, v), (nk, nv) in zip(self.cache.to_legacy_cache(), layers)]
-        row = torch.ones(1, length, dtype=torch.long)
-        self.mask = torch.cat([_pad_left(self.mask, width, dim=1), _pad_left(row, width, dim=1)])
-        self.cache = DynamicCache.from_legacy_cache(merged)
+            if self.kv_cache == "slots":
+                self.kv.release(request.slot)
+            return n
+        if self.kv_cache == "slots":
+            if request.slot != len(self.rows):  # rows left while it was prefilled: take the first free slot
+                self.kv.move(request.slot, len(self.rows))
+        else:
+            self.kv.join(request.cache.to_legacy_cache(), len(request.prompt_ids))
+            request.cache = None
         self.rows.append(request)
+        return n
 
     def _decode(self) -> None:
         last = torch.tensor([[r.output_ids[-1]] for r in self.rows], device=self.device)  # (B, 1)
-        self.mask = torch.cat([self.mask, torch.ones(len(self.rows), 1, dtype=torch.long)], dim=1)
-        positions = self.mask.sum(-1, keepdim=True) - 1  # left padding: each row counts its own tokens
-        out = self.model(input_ids=last, attention_mask=self.mask.to(self.device), position_ids=positions.to(self.device),
-                         past_key_values=self.cache, use_cache=True)
-        self.cache = out.past_key_values
+        if self.kv_cache == "slots":
+            cache, mask, positions = self.kv.decode(len(self.rows))
+        else:
+            cache, mask, positions = self.kv.decode(self.device)
+        out = self.model(input_ids=last, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                         use_cache=True)
         self.steps += 1
         logits = out.logits[:, -1].float()  # (B, V)
         now = time.perf_counter()
@@ -190,16 +252,22 @@ class Engine:
             self._leave(keep)
 
     def _leave(self, keep: list[int]) -> None:
-        """Drop finished rows, and the padding columns no remaining row needs."""
-        if not keep:
-            self.rows, self.cache, self.mask = [], None, None
+        """Drop finished rows. Slots: the last running rows move into the freed slots, so running rows
+        stay slots 0..n-1; padded: the batch is cut down to the kept rows."""
+        if self.kv_cache == "padded":
+            self.kv.keep(keep)
+            self.rows = [self.rows[i] for i in keep]
             return
-        index = torch.tensor(keep)
-        mask = self.mask[index]
-        first = int((mask.sum(0) > 0).nonzero()[0])
-        layers = [(k[index.to(k.device), :, first:], v[index.to(v.device), :, first:]) for k, v in self.cache.to_legacy_cache()]
-        self.rows, self.mask = [self.rows[i] for i in keep], mask[:, first:]
-        self.cache = DynamicCache.from_legacy_cache(layers)
+        n = len(keep)
+        kept = set(keep)
+        holes = [i for i in range(n) if i not in kept]
+        movers = [i for i in keep if i >= n]
+        for hole, mover in zip(holes, movers):
+            self.kv.move(mover, hole)
+            self.rows[hole] = self.rows[mover]
+        for slot in range(n, len(self.rows)):
+            self.kv.release(slot)
+        self.rows = self.rows[:n]
 
     # --- one token of one row ---
 
@@ -213,7 +281,9 @@ class Engine:
         if self.metrics:
             self.metrics.generated_tokens.inc()
         finish = None
-        if token in self.eos:
+        if request.constraint is not None:
+            request.constraint.advance(token)
+        if token in self.eos or request.constraint is not None and request.constraint.complete:
             finish = "stop"
         elif len(request.output_ids) >= params.max_tokens:
             finish = "length"
@@ -235,6 +305,9 @@ class Engine:
         if request.output_ids and (params.presence_penalty or params.frequency_penalty):
             counts = torch.bincount(torch.tensor(request.output_ids), minlength=scores.shape[0]).to(scores)
             scores -= counts * params.frequency_penalty + (counts > 0).to(scores) * params.presence_penalty
+        if request.constraint is not None:  # only tokens that keep the output a valid JSON prefix
+            allowed = request.constraint.allowed().to(scores.device)
+            scores = scores[:allowed.shape[0]].masked_fill(~allowed[:scores.shape[0]], float("-inf"))
         if params.temperature == 0:
             token = int(scores.argmax())
         else:
@@ -251,15 +324,6 @@ class Engine:
         if self.metrics:
             self.metrics.queue_depth.set(len(self.waiting))
             self.metrics.running.set(len(self.rows))
-
-
-def _pad_left(t: torch.Tensor, width: int, dim: int = 2) -> torch.Tensor:
-    missing = width - t.shape[dim]
-    if missing == 0:
-        return t
-    shape = list(t.shape)
-    shape[dim] = missing
-    return torch.cat([t.new_zeros(shape), t], dim=dim)
 
 
 def _safe_length(text: str, stops: list[str]) -> int:
