@@ -99,7 +99,7 @@ def quantize_linear_int8(model: nn.Module, skip_modules: list[str] | tuple[str, 
     return model
 
 
-def save_int8(model: nn.Module, folder: str | os.PathLike) -> None:
+def save_int8(model: nn.Module, folder: str | os.PathLike, max_shard_size: int | str = "5GB") -> None:
     """config.json (with quantization_config), the int8 codes, scales and float tensors as model.safetensors,
     and generation_config.json, written atomically. Load with load_int8(folder)."""
     from .weights import save_state_dict
@@ -112,7 +112,7 @@ def save_int8(model: nn.Module, folder: str | os.PathLike) -> None:
     state = model.state_dict()
     for target in model.tied_weights():  # written once, re-tied on load
         state.pop(target, None)
-    save_state_dict(state, os.fspath(folder))
+    save_state_dict(state, os.fspath(folder), max_shard_size)
     config = copy.deepcopy(config)
     config.architectures = [type(model).__name__]
     config.save_pretrained(folder)

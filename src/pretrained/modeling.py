@@ -282,11 +282,16 @@ class PreTrainedModel(nn.Module):
         for key, (default, advice) in _REFUSED_KWARGS.items():
             if key in kwargs and kwargs.pop(key) not in (default, None):
                 raise UnsupportedOptionError(f"from_pretrained({key}=...) is not supported: {advice}")
+        keep_float = None  # with an 8-bit request: modules left in floating point
         for key in ("quantization_config", "load_in_8bit", "load_in_4bit"):
             if key in kwargs:
-                from .quantization import refuse_quantization
+                from .quantization import int8_request, refuse_quantization
 
-                refuse_quantization(kwargs.pop(key), f"from_pretrained({key}=...)")
+                value, where = kwargs.pop(key), f"from_pretrained({key}=...)"
+                if key == "load_in_4bit":
+                    refuse_quantization({"load_in_4bit": True} if value else None, where)
+                elif value:
+                    keep_float = int8_request(value, where)
         key_mapping = kwargs.pop("key_mapping", None) or {}
         if not isinstance(key_mapping, dict):
             raise UnsupportedOptionError(f"key_mapping must be a dict of regex -> replacement, got {type(key_mapping).__name__}")
@@ -305,6 +310,9 @@ class PreTrainedModel(nn.Module):
             config = copy.deepcopy(config)
             kwargs = config.update_from_kwargs(kwargs)
         config.name_or_path = os.fspath(name)  # as Transformers: where it was loaded from, not config.json's value
+        if _is_int8_checkpoint(config):  # saved from an int8 model (save_pretrained / save_int8)
+            return _load_int8(name, cls, state_dict, requested_dtype=dtype if dtype is not None else torch_dtype,
+                              device_map=device_map, keep_float=keep_float, output_loading_info=output_loading_info)
         if getattr(config, "quantization_config", None):  # a pre-quantized checkpoint: its tensors are not ours
             from .quantization import refuse_quantization
 
@@ -340,6 +348,12 @@ class PreTrainedModel(nn.Module):
         if device_map is not None:
             dispatch(model, device_map)
         model.eval()
+        if keep_float is not None:  # load_in_8bit: int8 weight-only layers, the LM head kept in floating point
+            from .int8 import quantize_linear_int8
+
+            head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+            head_name = [n for n, m in model.named_modules() if head is not None and m is head]
+            quantize_linear_int8(model, skip_modules=keep_float or head_name)
         return (model, info) if output_loading_info else model
 
     def _load_checkpoint(self, key_to_shard: dict, dtype: torch.dtype | None, ignore_mismatched_sizes: bool,
@@ -485,6 +499,13 @@ class PreTrainedModel(nn.Module):
             raise CheckpointError(f"save_pretrained needs a folder, {os.fspath(save_directory)!r} is a file")
         if not is_main_process:
             return
+        if _is_int8_checkpoint(self.config):  # int8 codes and scales, not float weights
+            from .int8 import save_int8
+
+            if state_dict is not None or not safe_serialization:
+                raise UnsupportedOptionError("save_pretrained of an int8 model writes its own state as safetensors; "
+                                             "state_dict= and safe_serialization=False are not supported")
+            return save_int8(self, save_directory, max_shard_size)
         os.makedirs(save_directory, exist_ok=True)
         state_dict = self.state_dict() if state_dict is None else state_dict
         for target in self.tied_weights():  # shared tensors are written once, as Transformers does
@@ -504,6 +525,27 @@ class PreTrainedModel(nn.Module):
         generation_config = getattr(self, "generation_config", None)
         if generation_config is not None and hasattr(generation_config, "save_pretrained"):
             generation_config.save_pretrained(save_directory)
+
+
+def _is_int8_checkpoint(config) -> bool:
+    spec = getattr(config, "quantization_config", None)
+    return isinstance(spec, dict) and spec.get("quant_method") == "int8_weight_only"
+
+
+def _load_int8(name, cls, state_dict, requested_dtype, device_map, keep_float, output_loading_info):
+    """A folder saved from an int8 model, through int8.load_int8; what that path cannot honour is refused."""
+    from .int8 import load_int8
+
+    asked = {"state_dict": state_dict, "dtype": requested_dtype, "device_map": device_map,
+             "load_in_8bit/quantization_config": keep_float, "output_loading_info": output_loading_info or None}
+    refused = [k for k, v in asked.items() if v is not None]
+    if refused or not os.path.isdir(os.fspath(name)):
+        raise UnsupportedOptionError(f"{os.fspath(name)!r} holds int8 weights (quant_method int8_weight_only): it "
+                                     f"loads from a local folder without {refused or 'a hub download'}")
+    model = load_int8(name)
+    if not isinstance(model, cls):
+        raise CheckpointError(f"{os.fspath(name)!r} holds a {type(model).__name__}, not a {cls.__name__}")
+    return model
 
 
 def _check_sizes(config: PretrainedConfig, key_to_shard: dict, name) -> None:

@@ -78,9 +78,9 @@ def test_save_and_load_int8(source, tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(ids).logits, int8(ids).logits)
     assert torch.equal(loaded.generate(ids, max_new_tokens=5), int8.generate(ids, max_new_tokens=5))
-    # the quantized folder is not a float checkpoint: from_pretrained says what reads it
-    with pytest.raises(UnsupportedOptionError, match="load_int8"):
-        AutoModelForCausalLM.from_pretrained(tmp_path / "int8")
+    # from_pretrained reads the quantized folder too (through load_int8)
+    with torch.no_grad():
+        assert torch.equal(AutoModelForCausalLM.from_pretrained(tmp_path / "int8")(ids).logits, int8(ids).logits)
 
 
 def test_int8_refusals(source, tmp_path):

@@ -130,14 +130,52 @@ def test_bits_and_bytes_config_is_refused_by_name(tmp_path):
     assert ours.quantization_method() == theirs.quantization_method() == "nf4"
     config = hf.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=16)
     hf.GPT2LMHeadModel(config).save_pretrained(tmp_path)
-    for kwargs in ({"quantization_config": ours}, {"quantization_config": {"load_in_8bit": True}},
-                   {"load_in_8bit": True}):
-        with pytest.raises(UnsupportedOptionError, match="dtype=torch.bfloat16") as info:
+    for kwargs in ({"quantization_config": ours}, {"quantization_config": {"load_in_4bit": True}},
+                   {"load_in_4bit": True}):
+        with pytest.raises(UnsupportedOptionError, match="4-bit.*dtype=torch.bfloat16") as info:
             pretrained.AutoModelForCausalLM.from_pretrained(tmp_path, **kwargs)
         assert next(iter(kwargs)) in str(info.value)
+    with pytest.raises(UnsupportedOptionError, match="llm_int8_threshold=4.0"):
+        pretrained.AutoModelForCausalLM.from_pretrained(
+            tmp_path, quantization_config=pretrained.BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=4.0))
     assert pretrained.AutoModelForCausalLM.from_pretrained(tmp_path, load_in_8bit=False) is not None
     # a pre-quantized checkpoint (GPTQ, AWQ, bitsandbytes) says so in config.json
     saved = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**saved, "quantization_config": {"quant_method": "gptq"}}))
     with pytest.raises(UnsupportedOptionError, match="gptq"):
         pretrained.AutoModelForCausalLM.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("kwargs", [{"load_in_8bit": True},
+                                    {"quantization_config": {"load_in_8bit": True}},
+                                    {"quantization_config": "bnb"}])
+def test_eight_bit_requests_map_onto_int8_weight_only_layers(tmp_path, kwargs):
+    """load_in_8bit (Transformers' bitsandbytes request) loads int8 weight-only layers, the untied LM head kept in
+    floating point as bitsandbytes keeps it; save_pretrained / from_pretrained round-trip the int8 model exactly."""
+    from pretrained.int8 import Int8Linear
+
+    if kwargs.get("quantization_config") == "bnb":
+        kwargs = {"quantization_config": pretrained.BitsAndBytesConfig(load_in_8bit=True,
+                                                                        llm_int8_skip_modules=["model.layers.0"])}
+    config = hf.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                            num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    hf.LlamaForCausalLM(config).save_pretrained(tmp_path / "float")
+    float_model = pretrained.AutoModelForCausalLM.from_pretrained(tmp_path / "float")
+    model = pretrained.AutoModelForCausalLM.from_pretrained(tmp_path / "float", **kwargs)
+    quantized = model.config.quantization_config["modules"]
+    assert all(isinstance(model.get_submodule(n), Int8Linear) for n in quantized)
+    # as Transformers: llm_int8_skip_modules replaces the default list (the LM head) rather than adding to it
+    skipped = kwargs.get("quantization_config") and getattr(kwargs["quantization_config"], "llm_int8_skip_modules", None)
+    assert isinstance(model.lm_head, Int8Linear if skipped else torch.nn.Linear)
+    assert any(n.startswith("model.layers.0.") for n in quantized) != bool(skipped)
+    ids = torch.tensor([[1, 5, 9, 22, 40]])
+    with torch.no_grad():
+        expected, got = float_model(ids).logits, model(ids).logits
+    assert (got - expected).abs().max() < 0.05 * expected.std()
+    model.save_pretrained(tmp_path / "int8")
+    back = pretrained.AutoModelForCausalLM.from_pretrained(tmp_path / "int8")
+    with torch.no_grad():
+        assert torch.equal(back(ids).logits, got)
+    with pytest.raises(UnsupportedOptionError, match="without \\['dtype'\\]"):
+        pretrained.AutoModelForCausalLM.from_pretrained(tmp_path / "int8", dtype=torch.bfloat16)
