@@ -2,6 +2,7 @@
 
     python bench/generate.py                 # every case, medians of 5
     python bench/generate.py --cases tiny gpt2-b1 --reps 3
+    python bench/generate.py --cases qwen3-0.6b-b1 --layers 4 --new-tokens 16 --reps 1   # a quick check
 
 Each case: a random checkpoint written by transformers, loaded by both libraries, 128 new tokens
 from a 32-token prompt (min_new_tokens forces the full length), ms per decode step and the ratio;
@@ -25,6 +26,11 @@ import time
 
 import torch
 
+QWEN3_06B = dict(vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
+                 num_attention_heads=16, num_key_value_heads=8, head_dim=128, tie_word_embeddings=True,
+                 rope_theta=1000000.0, rms_norm_eps=1e-6, bos_token_id=151643, eos_token_id=151645)
+MIXTRAL_SMALL = dict(vocab_size=32000, hidden_size=512, intermediate_size=256, num_hidden_layers=8,
+                     num_attention_heads=16, num_key_value_heads=4, num_local_experts=8, num_experts_per_tok=2)
 CASES = {
     "tiny": ("LlamaConfig", "LlamaForCausalLM", 1, dict(vocab_size=1000, hidden_size=256, intermediate_size=688,
                                                        num_hidden_layers=4, num_attention_heads=4)),
@@ -46,6 +52,12 @@ CASES = {
     "llama300m-b8": ("LlamaConfig", "LlamaForCausalLM", 8, dict(vocab_size=32000, hidden_size=1024, intermediate_size=2816,
                                                                 num_hidden_layers=18, num_attention_heads=16,
                                                                 num_key_value_heads=4)),
+    # Qwen3-0.6B's shape (q/k norms, head_dim 128, tied embeddings; 0.6B parameters, 2.4 GB in float32)
+    "qwen3-0.6b-b1": ("Qwen3Config", "Qwen3ForCausalLM", 1, QWEN3_06B),
+    "qwen3-0.6b-b8": ("Qwen3Config", "Qwen3ForCausalLM", 8, QWEN3_06B),
+    # Mixtral's shape (8 experts, top-2, GQA) with small experts, so routing and expert dispatch dominate
+    "mixtral-small-b1": ("MixtralConfig", "MixtralForCausalLM", 1, MIXTRAL_SMALL),
+    "mixtral-small-b8": ("MixtralConfig", "MixtralForCausalLM", 8, MIXTRAL_SMALL),
 }
 PROMPT, NEW = 32, 128
 
@@ -88,12 +100,14 @@ def timed_generates(models: list, ids, reps: int, extras: list[dict]) -> tuple[l
     return warmups, [statistics.median(t) / NEW * 1e3 for t in times], outputs
 
 
-def run_case(name: str, reps: int, copy_rate: float, read_bandwidth: float) -> None:
+def run_case(name: str, reps: int, copy_rate: float, read_bandwidth: float, layers: int | None = None) -> None:
     import transformers
 
     import pretrained
 
     config_name, model_name, batch, kwargs = CASES[name]
+    if layers is not None:
+        kwargs = dict(kwargs, n_layer=layers) if config_name == "GPT2Config" else dict(kwargs, num_hidden_layers=layers)
     with tempfile.TemporaryDirectory() as folder:
         config = getattr(transformers, config_name)(**kwargs)
         torch.manual_seed(0)
@@ -157,12 +171,16 @@ def peak_run(library: str, folder: str, batch: int) -> None:
 
 
 def main() -> None:
+    global NEW
     if sys.argv[1:2] == ["--peak"]:
         return peak_run(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     parser = argparse.ArgumentParser()
     parser.add_argument("--cases", nargs="*", default=list(CASES))
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--layers", type=int, default=None, help="override every case's depth (a quick check)")
+    parser.add_argument("--new-tokens", type=int, default=NEW)
     args = parser.parse_args()
+    NEW = args.new_tokens
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     torch.set_grad_enabled(False)
     copy_rate, read_bandwidth = bandwidths()
@@ -170,7 +188,7 @@ def main() -> None:
           f"a large sum() reads {read_bandwidth / 1e9:.1f} GB/s; "
           f"greedy {NEW} new tokens from a {PROMPT}-token prompt, median of {args.reps}")
     for name in args.cases:
-        run_case(name, args.reps, copy_rate, read_bandwidth)
+        run_case(name, args.reps, copy_rate, read_bandwidth, args.layers)
 
 
 if __name__ == "__main__":

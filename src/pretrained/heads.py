@@ -272,6 +272,33 @@ class DecoderSequenceClassificationHead(_Head):
                                                        out.attentions), self._return_dict(return_dict))
 
 
+class DecoderTokenClassificationHead(_Head):
+    """A label per token for decoder families: `score` (with a bias unless config.token_classification_bias
+    is False) after dropout from classifier_dropout, else hidden_dropout, else 0.1, as Transformers does."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self._build_base(config)
+        self.dropout = nn.Dropout(self.head_dropout(config))
+        self.score = nn.Linear(config.hidden_size, config.num_labels,
+                               bias=getattr(config, "token_classification_bias", True))
+        self.post_init()
+
+    def head_dropout(self, config) -> float:
+        for field in ("classifier_dropout", "hidden_dropout"):
+            if getattr(config, field, None) is not None:
+                return getattr(config, field)
+        return 0.1
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, return_dict=None, **inputs):
+        out = self._run_base(input_ids, attention_mask, inputs)
+        logits = self.score(self.dropout(out.last_hidden_state))  # (B, T, num_labels)
+        loss = token_loss(logits, labels) if labels is not None else None
+        return finish(TokenClassifierOutput(loss, logits, out.hidden_states, out.attentions),
+                      self._return_dict(return_dict))
+
+
 # --- encoder-decoder LMs ---
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None,

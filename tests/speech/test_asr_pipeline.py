@@ -41,6 +41,7 @@ def asr_folder(tmp_path_factory):
     with torch.no_grad():
         model.proj_out.weight.normal_(0, 1.0)
     model.generation_config.no_timestamps_token_id = NO_TIMESTAMPS
+    model.generation_config.max_length = TINY["max_target_positions"]  # as real Whisper configs (448)
     model.save_pretrained(path)
     vocab = {f"w{i}": i for i in range(100)} | special_tokens()
     vocab.update({f"<|reserved{i}|>": i for i in range(111, 120)})
@@ -84,7 +85,7 @@ def write_wav(path, samples: np.ndarray, rate: int, width: int = 2, channels: in
 
 
 def test_transcription_equals_transformers_components(asr_folder, expected_text, tmp_path):
-    asr = pipeline("automatic-speech-recognition", model=str(asr_folder), max_new_tokens=12)
+    asr = pipeline("automatic-speech-recognition", model=str(asr_folder), max_new_tokens=12, num_beams=1)
     clip = speechlike(4.0, 0)
     want = expected_text(clip)
     assert len(want.split()) > 2  # a real (random) sentence
@@ -98,7 +99,8 @@ def test_transcription_equals_transformers_components(asr_folder, expected_text,
     assert asr({"raw": pcm, "sampling_rate": SR}) == asr(path)
     # the task from the config; a loaded model with its processor; a batch
     loaded = pipeline(model=pretrained.WhisperForConditionalGeneration.from_pretrained(asr_folder),
-                      processor=pretrained.AutoProcessor.from_pretrained(asr_folder), max_new_tokens=12)
+                      processor=pretrained.AutoProcessor.from_pretrained(asr_folder), max_new_tokens=12,
+                      num_beams=1)
     assert type(loaded).__name__ == "AutomaticSpeechRecognitionPipeline"
     clips = [speechlike(2.0, 1), clip]
     assert loaded(clips, batch_size=2) == [asr(c) for c in clips]
@@ -127,12 +129,12 @@ def test_bad_audio_inputs(asr_folder, tmp_path):
     empty = write_wav(tmp_path / "empty.wav", np.zeros(0, np.float32), SR)
     with pytest.raises(PipelineError, match="no samples"):
         asr(empty)
-    with pytest.raises(PipelineError, match="31.0 s"):
-        asr(np.zeros(31 * SR, np.float32))
+    # over 30 s: decoded window after window (tests/speech/test_asr_long_audio.py compares with transformers)
+    assert isinstance(asr(np.zeros(31 * SR, np.float32), max_new_tokens=4)["text"], str)
     with pytest.raises(PipelineError, match="int16"):
         asr(np.zeros(SR, np.int16))
     with pytest.raises(PipelineError, match="return_timestamps"):
-        asr(np.zeros(SR, np.float32), return_timestamps=True)
+        asr(np.zeros(SR, np.float32), return_timestamps="char")
     with pytest.raises(InputError, match="URL"):
         asr("https://example.com/speech.wav")
     not_wav = tmp_path / "noise.wav"
@@ -148,4 +150,7 @@ def test_cli_transcribes_a_wav_file(asr_folder, expected_text, tmp_path, capsys)
     assert main(["run", "automatic-speech-recognition", path, "--model", str(asr_folder), "--json",
                  "--max-new-tokens", "12"]) == 0
     line = json.loads(capsys.readouterr().out)
-    assert line == {"input": path, "output": {"text": expected_text(load_audio(path)[0])}}
+    # the pipeline's own defaults (5 beams, as Transformers'), whose parity the tests above check
+    asr = pipeline("automatic-speech-recognition", model=str(asr_folder), max_new_tokens=12)
+    assert line == {"input": path, "output": asr(path)}
+    assert asr(path, num_beams=1) == {"text": expected_text(load_audio(path)[0])}

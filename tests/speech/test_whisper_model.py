@@ -88,8 +88,10 @@ def test_generate_equals_transformers_decoding_from_the_same_prompt(whisper_fold
 def test_generate_options(whisper_folder):
     ours = pretrained.WhisperForConditionalGeneration.from_pretrained(whisper_folder)
     features = torch.randn(1, 16, 60)
-    with pytest.raises(UnsupportedOptionError, match="return_timestamps"):
-        ours.generate(features, return_timestamps=True)
+    # timestamps are implemented (tests/speech/test_whisper_timestamps.py): the prompt drops <|notimestamps|>
+    assert ours.generate(features, return_timestamps=True, max_new_tokens=2)[0, :2].tolist() != [101, NO_TIMESTAMPS]
+    with pytest.raises(UnsupportedOptionError, match="prompt_ids"):
+        ours.generate(features, prompt_ids=torch.tensor([1]))
     with pytest.raises(InputError, match="English-only"):
         ours.generate(features, language="fr")
     ours.generation_config.is_multilingual = True

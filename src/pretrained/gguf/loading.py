@@ -2,8 +2,8 @@
 cache of the converted results.
 
 The first use of a file converts what is asked for and stores it under
-`<hub cache>/../pretrained-gguf/<sha256 of the file>/`: config.json, tokenizer.json and
-tokenizer_config.json, and `int8-codes/model.safetensors`: the weights at the file's precision
+`<hub cache>/../pretrained-gguf/<sha256 of the file>/`: config.json,
+`tokenizer-v2/` (tokenizer.json, tokenizer_config.json), and `int8-codes/model.safetensors`: the weights at the file's precision
 (see WEIGHTS_FORMAT), expanded to the dtype asked for while the model loads. Later uses read those
 without parsing the GGUF file at all. Every write is atomic, so a killed conversion leaves no
 half-written cache entry.
@@ -30,6 +30,9 @@ GGUF_CACHE_DIRNAME = "pretrained-gguf"
 # weights, by up to 4.9e-4 relative, moving logits by up to 0.03. The folder name is the cache key,
 # so entries of earlier formats (per-dtype folders) are never read as this one.
 WEIGHTS_FORMAT = "int8-codes"
+# The tokenizer cache's folder: a new name whenever the tokenizer builder gives different ids, so an
+# entry written by an older version is never served (v2: llama.cpp's WordPiece normaliser, default regexes).
+TOKENIZER_FORMAT = "tokenizer-v2"
 
 
 def is_gguf_path(name) -> bool:
@@ -114,16 +117,17 @@ class GGUFCheckpoint:
         """(tokenizers.Tokenizer, tokenizer_config kwargs)."""
         from tokenizers import Tokenizer
 
-        kwargs = _read_json(os.path.join(self.folder, "tokenizer_config.json"))
-        tokenizer_path = os.path.join(self.folder, "tokenizer.json")
+        kwargs = _read_json(os.path.join(self.folder, TOKENIZER_FORMAT, "tokenizer_config.json"))
+        tokenizer_path = os.path.join(self.folder, TOKENIZER_FORMAT, "tokenizer.json")
         if kwargs is not None and os.path.isfile(tokenizer_path):
             with contextlib.suppress(Exception):  # an unreadable cache entry is rebuilt below
                 return Tokenizer.from_file(tokenizer_path), kwargs
         from .tokenizer import build_tokenizer
 
         tok, kwargs = build_tokenizer(self.gguf)
-        self._store_text("tokenizer.json", tok.to_str())
-        self._store_text("tokenizer_config.json", json.dumps(kwargs, indent=2, sort_keys=True) + "\n")
+        self._store_text(os.path.join(TOKENIZER_FORMAT, "tokenizer.json"), tok.to_str())
+        self._store_text(os.path.join(TOKENIZER_FORMAT, "tokenizer_config.json"),
+                         json.dumps(kwargs, indent=2, sort_keys=True) + "\n")
         return tok, kwargs
 
     def shards(self, dtype=None) -> list:
@@ -151,7 +155,7 @@ class GGUFCheckpoint:
             pass  # a read-only cache still loads, it only converts again next time
         else:
             for entry in os.scandir(self.folder):  # earlier formats' weights (float32 ones are 4 bytes a weight)
-                if entry.is_dir() and entry.name != WEIGHTS_FORMAT:
+                if entry.is_dir() and entry.name not in (WEIGHTS_FORMAT, TOKENIZER_FORMAT):
                     shutil.rmtree(entry.path, ignore_errors=True)
         return [CachedWeights(TensorDict(tensors), transpose_on_load, dtype)]
 

@@ -79,13 +79,13 @@ class BertEmbeddings(nn.Module):
 
 
 class BertSelfAttention(nn.Module):
-    def __init__(self, config):
+    def __init__(self, config, qkv_bias: bool = True):
         super().__init__()
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
-        self.query = nn.Linear(config.hidden_size, config.hidden_size)
-        self.key = nn.Linear(config.hidden_size, config.hidden_size)
-        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.query = nn.Linear(config.hidden_size, config.hidden_size, bias=qkv_bias)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size, bias=qkv_bias)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size, bias=qkv_bias)
         self.dropout = config.attention_probs_dropout_prob
         self.config = config
 

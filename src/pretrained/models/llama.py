@@ -20,7 +20,8 @@ from torch import nn
 from ..attention import attention_function
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError, InputError
-from ..heads import CausalLMHead, DecoderSequenceClassificationHead
+from ..heads import (CausalLMHead, DecoderSequenceClassificationHead, DecoderTokenClassificationHead,
+                     QuestionAnsweringHead)
 from ..layers import RMSNorm, RotaryEmbedding, get_activation, projections, rope_parameters, rotate, signed_sin
 from ..masks import causal_mask
 from ..cache import forward_cache
@@ -364,3 +365,12 @@ class Qwen3ForCausalLM(LlamaForCausalLM):
 class Qwen3ForSequenceClassification(LlamaForSequenceClassification):
     config_class = Qwen3Config
     base_model_class = Qwen3Model
+
+
+class Qwen3ForTokenClassification(DecoderTokenClassificationHead, Qwen3PreTrainedModel):
+    base_model_class = Qwen3Model
+
+
+class Qwen3ForQuestionAnswering(QuestionAnsweringHead, Qwen3PreTrainedModel):
+    base_model_class = Qwen3Model
+    base_model_prefix = "transformer"  # Transformers' name for this head's base model

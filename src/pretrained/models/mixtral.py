@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from ..conversion import Rename
-from ..heads import DecoderSequenceClassificationHead
+from ..heads import DecoderSequenceClassificationHead, DecoderTokenClassificationHead, QuestionAnsweringHead
 from ..moe import Experts, MoeCausalLMHead, MoeModelOutputWithPast, SparseMoeBlock, stack_rules
 from .llama import LlamaDecoderLayer, LlamaModel, LlamaPreTrainedModel, MistralConfig
 
@@ -92,4 +92,12 @@ class MixtralForCausalLM(MoeCausalLMHead, MixtralPreTrainedModel):
 
 
 class MixtralForSequenceClassification(DecoderSequenceClassificationHead, MixtralPreTrainedModel):
+    base_model_class = MixtralModel
+
+
+class MixtralForTokenClassification(DecoderTokenClassificationHead, MixtralPreTrainedModel):
+    base_model_class = MixtralModel
+
+
+class MixtralForQuestionAnswering(QuestionAnsweringHead, MixtralPreTrainedModel):
     base_model_class = MixtralModel

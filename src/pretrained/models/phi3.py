@@ -12,7 +12,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..attention import attention_function
-from ..heads import CausalLMHead, DecoderSequenceClassificationHead
+from ..heads import CausalLMHead, DecoderSequenceClassificationHead, DecoderTokenClassificationHead
 from ..layers import get_activation, rope_parameters, rotate
 from .llama import LlamaConfig, LlamaDecoderLayer, LlamaModel, LlamaPreTrainedModel
 
@@ -117,4 +117,8 @@ class Phi3ForCausalLM(CausalLMHead, Phi3PreTrainedModel):
 
 
 class Phi3ForSequenceClassification(DecoderSequenceClassificationHead, Phi3PreTrainedModel):
+    base_model_class = Phi3Model
+
+
+class Phi3ForTokenClassification(DecoderTokenClassificationHead, Phi3PreTrainedModel):
     base_model_class = Phi3Model

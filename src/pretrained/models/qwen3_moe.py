@@ -8,7 +8,7 @@ on the `decoder_sparse_step` grid, keep a dense SwiGLU MLP. Checkpoints store ea
 
 from __future__ import annotations
 
-from ..heads import DecoderSequenceClassificationHead
+from ..heads import DecoderSequenceClassificationHead, DecoderTokenClassificationHead, QuestionAnsweringHead
 from ..moe import MoeCausalLMHead, SparseMoeBlock, stack_rules
 from .llama import LlamaMLP, Qwen3Attention, Qwen3Config
 from .mixtral import MixtralDecoderLayer, MixtralModel, MixtralPreTrainedModel
@@ -84,3 +84,12 @@ class Qwen3MoeForCausalLM(MoeCausalLMHead, Qwen3MoePreTrainedModel):
 
 class Qwen3MoeForSequenceClassification(DecoderSequenceClassificationHead, Qwen3MoePreTrainedModel):
     base_model_class = Qwen3MoeModel
+
+
+class Qwen3MoeForTokenClassification(DecoderTokenClassificationHead, Qwen3MoePreTrainedModel):
+    base_model_class = Qwen3MoeModel
+
+
+class Qwen3MoeForQuestionAnswering(QuestionAnsweringHead, Qwen3MoePreTrainedModel):
+    base_model_class = Qwen3MoeModel
+    base_model_prefix = "transformer"  # Transformers' name for this head's base model

@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attention import attention_function
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError, InputError
 from ..heads import sequence_classification_loss
@@ -21,6 +20,7 @@ from ..layers import get_activation
 from ..modeling import PreTrainedModel, output_flags
 from ..outputs import BaseModelOutputWithPooling, ModelOutput, Tensor, Tensors, finish
 from ..stack import run_layers
+from .bert import BertIntermediate, BertSelfAttention
 
 
 def pair(value) -> tuple[int, int]:
@@ -127,24 +127,14 @@ class ViTEmbeddings(nn.Module):
         return self.dropout(x + positions)
 
 
-class ViTSelfAttention(nn.Module):
+class ViTSelfAttention(BertSelfAttention):
+    """BERT's self-attention (the same `query`/`key`/`value` names) with config.qkv_bias and no mask."""
+
     def __init__(self, config):
-        super().__init__()
-        self.num_heads = config.num_attention_heads
-        self.head_dim = config.hidden_size // config.num_attention_heads
-        self.query = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
-        self.key = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
-        self.value = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
-        self.dropout = config.attention_probs_dropout_prob
-        self.config = config
+        super().__init__(config, qkv_bias=config.qkv_bias)
 
     def forward(self, x, output_attentions=False):
-        B, T, C = x.shape
-        split = lambda t: t.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # noqa: E731  (B, nh, T, hs)
-        q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
-        attend = attention_function(self.config.attn_implementation, output_attentions)
-        y, weights = attend(q, k, v, None, scale=self.head_dim**-0.5, dropout=self.dropout if self.training else 0.0)
-        return y.transpose(1, 2).reshape(B, T, C), weights
+        return super().forward(x, None, output_attentions)
 
 
 class ViTOutput(nn.Module):
@@ -171,21 +161,11 @@ class ViTAttention(nn.Module):
         return self.output(y), weights
 
 
-class ViTIntermediate(nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.act = get_activation(config.hidden_act)
-
-    def forward(self, x):
-        return self.act(self.dense(x))
-
-
 class ViTLayer(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.attention = ViTAttention(config)
-        self.intermediate = ViTIntermediate(config)
+        self.intermediate = BertIntermediate(config)  # dense + activation, as in BERT
         self.output = ViTOutput(config, config.intermediate_size)
         self.layernorm_before = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.layernorm_after = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)

@@ -6,8 +6,9 @@ keys (`model.encoder.conv1`, `model.encoder.layers.0.self_attn.k_proj`, `model.d
 `proj_out`, tied to `model.decoder.embed_tokens`).
 
 generate() writes Whisper's decoder prompt (start of transcript, language and task for multilingual
-checkpoints, no-timestamps) from the generation config and decodes greedily or with beams; timestamps
-(`return_timestamps=True`) are refused by name.
+checkpoints, no-timestamps) from the generation config and decodes greedily or with beams; with
+`return_timestamps=True` the prompt has no <|notimestamps|> and `generation/whisper_timestamps.py`'s logits
+rules make the model emit segment times.
 """
 
 from __future__ import annotations
@@ -266,10 +267,11 @@ class WhisperForConditionalGeneration(Seq2SeqLMHead, WhisperPreTrainedModel):
 
     def generate(self, input_features=None, generation_config=None, language: str | None = None,
                  task: str | None = None, return_timestamps: bool | None = None, **kwargs):
-        """Transcribe (or translate) up to 30 s of log-mel features; returns the token ids including the prompt."""
-        if return_timestamps:
-            raise UnsupportedOptionError("generate(return_timestamps=True) is not implemented for Whisper; "
-                                         "transcribe without timestamps")
+        """Transcribe (or translate) up to 30 s of log-mel features; returns the token ids including the prompt.
+        `return_timestamps=True` (default: the generation config's) interleaves segment times."""
+        g = generation_config or self.generation_config
+        if return_timestamps is None:
+            return_timestamps = getattr(g, "return_timestamps", None)
         for name in ("forced_decoder_ids", "prompt_ids", "condition_on_prev_tokens", "temperature_fallback"):
             if kwargs.get(name) is not None:
                 raise UnsupportedOptionError(f"Whisper generate({name}=...) is not implemented; use language= and task=")
@@ -280,6 +282,21 @@ class WhisperForConditionalGeneration(Seq2SeqLMHead, WhisperPreTrainedModel):
         kwargs.pop("attention_mask", None)  # the encoder reads all 30 s; the decoder prompt needs no mask
         B = kwargs["encoder_outputs"].last_hidden_state.shape[0]
         if kwargs.get("decoder_input_ids") is None:
-            prompt = torch.tensor(self.decoder_prompt(language, task), device=self.device)
+            prompt = torch.tensor(self.decoder_prompt(language, task, bool(return_timestamps)), device=self.device)
             kwargs["decoder_input_ids"] = prompt.expand(B, -1)
+        if return_timestamps:
+            kwargs["logits_processor"] = [*(kwargs.get("logits_processor") or []),
+                                          self._timestamp_rules(g, kwargs["decoder_input_ids"].shape[-1])]
         return super().generate(generation_config=generation_config, **kwargs)
+
+    def _timestamp_rules(self, g, begin_index: int):
+        from ..generation.whisper_timestamps import WhisperTimeStampLogitsProcessor
+
+        no_timestamps = getattr(g, "no_timestamps_token_id", None)
+        if no_timestamps is None:
+            raise ConfigError("generate(return_timestamps=True) needs no_timestamps_token_id in the generation config "
+                              "(generation_config.json); timestamp ids start right after it")
+        eos = g.eos_token_id if g.eos_token_id is not None else g.bos_token_id
+        eos = eos[0] if isinstance(eos, (list, tuple)) else eos
+        return WhisperTimeStampLogitsProcessor(no_timestamps, eos, begin_index,
+                                               getattr(g, "max_initial_timestamp_index", None))

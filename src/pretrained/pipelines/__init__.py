@@ -24,6 +24,7 @@ _CLASSES = {
     "SummarizationPipeline": "text2text_generation",
     "TranslationPipeline": "text2text_generation",
     "ImageClassificationPipeline": "image_classification",
+    "ImageFeatureExtractionPipeline": "image_feature_extraction",
     "ZeroShotImageClassificationPipeline": "zero_shot_image_classification",
     "AutomaticSpeechRecognitionPipeline": "automatic_speech_recognition",
 }

@@ -72,6 +72,10 @@ TASKS: dict[str, Task] = {
     "image-classification": Task(
         "image_classification", "ImageClassificationPipeline", "AutoModelForImageClassification",
         DefaultModel("google/vit-base-patch16-224", "vit", "ViTForImageClassification"), kind="image"),
+    "image-feature-extraction": Task(  # Transformers' default is the classifier vit-base-patch16-224, whose pooler
+        # AutoModel initialises at random; its in21k base checkpoint has the trained pooler
+        "image_feature_extraction", "ImageFeatureExtractionPipeline", "AutoModel",
+        DefaultModel("google/vit-base-patch16-224-in21k", "vit", "ViTModel"), kind="image"),
     "zero-shot-image-classification": Task(
         "zero_shot_image_classification", "ZeroShotImageClassificationPipeline", "AutoModel",
         DefaultModel("openai/clip-vit-base-patch32", "clip", "CLIPModel"), kind="multimodal"),
