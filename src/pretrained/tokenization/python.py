@@ -256,6 +256,10 @@ class WordPieceTokenizer(PreTrainedTokenizer):
         super().__init__(do_lower_case=do_lower_case, unk_token=unk_token, sep_token=sep_token, pad_token=pad_token,
                          cls_token=cls_token, mask_token=mask_token, tokenize_chinese_chars=tokenize_chinese_chars,
                          strip_accents=strip_accents, **kwargs)
+        for key in ("cls_token", "sep_token", "unk_token"):  # as the fast backend: their ids come from the vocabulary
+            if str(getattr(self, key)) not in self.vocab:
+                where = vocab_file or "vocab="
+                raise CheckpointError(f"{where}: {key} {str(getattr(self, key))!r} is not in the vocabulary")
         self._unk_id = self.vocab.get(self.unk_token)
 
     @staticmethod
