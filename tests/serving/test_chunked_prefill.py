@@ -72,6 +72,40 @@ def test_rows_leave_and_join_while_a_prompt_is_prefilled(tiny_model, kv_cache):
     assert texts == _solo_no_eos(tiny_model, SHORT + [LONG], 12)
 
 
+def test_a_burst_sends_first_tokens_when_its_prefill_turn_ends(tiny_model):
+    """Prompts that arrive together are prefilled in one turn; each first token waits for that turn's end,
+    so no stream sits between its first and second token while the others' prompts are prefilled."""
+    from pretrained.serving.scheduler import Engine, GenerationRequest, SamplingParams
+
+    model, tokenizer = tiny_model
+    engine = Engine(model, tokenizer, max_batch_size=4)
+    seen = []  # (request index, prefill chunks so far, decode steps so far) per event, at emission
+
+    async def scenario():
+        loop, queue = asyncio.get_running_loop(), asyncio.Queue()
+        params = SamplingParams(max_tokens=3, temperature=0, logit_bias={tokenizer.eos_token_id: -100.0})
+        requests = [GenerationRequest(tokenizer.encode(text), params, queue, loop, i) for i, text in enumerate(SHORT)]
+        for request in requests:
+            emit = request.emit
+            request.emit = lambda token, emit=emit: (seen.append((token.index, engine.prefill_chunks, engine.steps)),
+                                                     emit(token))
+        engine.submit(requests)  # all waiting before the engine's first turn
+        engine.start()
+        try:
+            finished = 0
+            while finished < len(SHORT):
+                finished += (await asyncio.wait_for(queue.get(), 60)).finish_reason is not None
+        finally:
+            engine.stop()
+
+    asyncio.run(scenario())
+    first = {}
+    for index, chunks, steps in seen:
+        first.setdefault(index, (chunks, steps))
+    assert first == {i: (len(SHORT), 0) for i in range(len(SHORT))}  # after every prefill, before any decode
+    assert len(seen) == 3 * len(SHORT)
+
+
 def test_token_budget_must_leave_room_for_prefill(tiny_model):
     from pretrained.errors import InputError
     from pretrained.serving.scheduler import Engine

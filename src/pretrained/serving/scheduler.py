@@ -4,7 +4,9 @@ Every loop turn runs one decode step for the running rows (each sampled with its
 that finish leave at once), then spends the rest of the turn's token budget prefilling prompts: a long
 prompt is prefilled in chunks over several turns, so the running streams keep getting a token every
 turn instead of waiting for the whole prompt. A request whose prompt is done samples its first token
-and joins the batch. Keys/values live in kv_slots.py (per-request slots, or one left-padded batch).
+and joins the batch; first tokens are sent when the turn ends, so the next one follows a decode step
+later instead of after the rest of the turn's prefill (a burst of prompts prefilled together leaves no
+stream stalled between two of its tokens). Keys/values live in kv_slots.py (per-request slots, or one left-padded batch).
 Tokens travel to each request's asyncio queue through `loop.call_soon_threadsafe`, so the event loop
 never runs the model.
 """
@@ -151,6 +153,7 @@ class Engine:
                         self._wake.wait()
                     if self._stop:
                         return
+                held: list[tuple[GenerationRequest, Token]] = []  # this turn's first tokens
                 try:
                     if self.rows:
                         self._decode()
@@ -162,8 +165,10 @@ class Engine:
                         if request is None:
                             break
                         done = self._prefill(request, self.max_prefill_tokens if budget is None
-                                             else min(budget, self.max_prefill_tokens))
+                                             else min(budget, self.max_prefill_tokens), held)
                         budget = None if budget is None else budget - done
+                    for request, token in held:
+                        request.emit(token)
                 except Exception as e:  # noqa: BLE001  the loop must outlive one bad batch
                     failed = self.rows + ([self.prefilling] if self.prefilling else [])
                     for request in failed:
@@ -196,9 +201,10 @@ class Engine:
             request.cache = DynamicCache()
         return request
 
-    def _prefill(self, request: GenerationRequest, budget: int) -> int:
+    def _prefill(self, request: GenerationRequest, budget: int, held: list) -> int:
         """Prefill the next chunk (at most `budget` tokens) of `request`'s prompt; returns its size.
-        The last chunk's logits give the first token, and the request joins the running rows."""
+        The last chunk's logits give the first token (added to `held`, sent when the turn ends), and the
+        request joins the running rows."""
         if request.cancelled:  # the client left before its first token
             self.prefilling = None
             if self.kv_cache == "slots":
@@ -217,7 +223,7 @@ class Engine:
         if self.metrics:
             self.metrics.time_to_first_token.observe(time.perf_counter() - request.submitted)
         request.last = time.perf_counter()
-        if self._advance(request, out.logits[0, -1].float()):
+        if self._advance(request, out.logits[0, -1].float(), held):
             if self.kv_cache == "slots":
                 self.kv.release(request.slot)
             return n
@@ -271,8 +277,9 @@ class Engine:
 
     # --- one token of one row ---
 
-    def _advance(self, request: GenerationRequest, logits: torch.Tensor) -> bool:
-        """Sample the next token, send its text; True when the request is finished (or gone)."""
+    def _advance(self, request: GenerationRequest, logits: torch.Tensor, held: list | None = None) -> bool:
+        """Sample the next token and send its text (or add it to `held`); True when the request is finished
+        (or gone)."""
         if request.cancelled:
             return True
         params = request.params
@@ -292,7 +299,11 @@ class Engine:
         if cut >= 0:
             text, finish = text[:cut], "stop"
         ready = len(text) if finish else _safe_length(text, params.stop)
-        request.emit(Token(request.index, text[request.sent:ready], token, logprob, top, finish))
+        event = Token(request.index, text[request.sent:ready], token, logprob, top, finish)
+        if held is None:
+            request.emit(event)
+        else:
+            held.append((request, event))
         request.sent = max(request.sent, ready)
         return finish is not None
 
