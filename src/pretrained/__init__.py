@@ -77,6 +77,8 @@ _EXPORTS = {
     "DebertaV2Tokenizer": "tokenization.models",
     "DebertaV2TokenizerFast": "tokenization.models",
     "MPNetTokenizerFast": "tokenization.models",
+    "WhisperTokenizer": "tokenization.whisper",
+    "WhisperTokenizerFast": "tokenization.whisper",
     "BertConfig": "models.bert",
     "BertModel": "models.bert",
     "BertForMaskedLM": "models.bert",

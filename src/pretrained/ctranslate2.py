@@ -396,6 +396,10 @@ def _hf_files(src: str, config: dict, source_dtype: str, dtype: str) -> dict[str
                         "add_prefix_space": False, "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
                         "pad_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
                         "processor_class": "WhisperProcessor"}
+    # as on the Hub: the special tokens up to <|notimestamps|> (Transformers' decoders find the first timestamp
+    # id, and skip the prompt tokens, by this list)
+    specials = sorted((t for t in tokenizer.get("added_tokens", []) if t.get("special")), key=lambda t: t["id"])
+    tokenizer_config["additional_special_tokens"] = [t["content"] for t in specials if t["id"] <= tok["notimestamps"]]
     preprocessor_path = os.path.join(src, "preprocessor_config.json")
     if os.path.isfile(preprocessor_path):
         with open(preprocessor_path, encoding="utf-8") as f:

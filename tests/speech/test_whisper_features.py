@@ -101,3 +101,79 @@ def test_files_inputs_and_errors(tmp_path):
         ours((clip * 32767).astype(np.int16), sampling_rate=SR)
     with pytest.raises(InputError, match="padding"):
         ours(clip, padding="middle")
+
+
+# Frames that see only the zero padding are not computed (their value is known): the features must still equal
+# transformers', which runs the STFT over all of them, on real speech and at every boundary of that shortcut.
+LIBRIVOX = "/usr/share/pocketsphinx/test/data/librivox"
+
+
+def _exact(a, b, what=""):
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape and a.dtype == b.dtype, what
+    np.testing.assert_allclose(a, b, atol=1e-6, rtol=0, err_msg=str(what))
+
+
+def _both(ours, ref, audio, **kwargs):
+    a = ours(audio, sampling_rate=SR, return_tensors="np", **kwargs)
+    b = ref(audio, sampling_rate=SR, return_tensors="np", **kwargs)
+    assert set(a) == set(b), kwargs
+    for key in b:
+        _exact(a[key], b[key], (key, kwargs))
+    return a
+
+
+@pytest.fixture(scope="module")
+def librivox():
+    from pretrained.processing.audio import load_audio
+
+    paths = sorted(f for f in os.listdir(LIBRIVOX) if f.endswith(".wav")) if os.path.isdir(LIBRIVOX) else []
+    if not paths:
+        pytest.skip(f"{LIBRIVOX} is missing: apt-get install pocketsphinx-testdata")
+    return [load_audio(os.path.join(LIBRIVOX, p))[0] for p in paths]
+
+
+@pytest.mark.parametrize("bins", [80, 128])
+def test_padding_frames_skipped_on_real_speech(librivox, bins):
+    ours, ref = WhisperFeatureExtractor(feature_size=bins), transformers.WhisperFeatureExtractor(feature_size=bins)
+    for clip in librivox:  # 3 to 7 s: most of the 3000 frames are padding
+        _both(ours, ref, clip)
+    _both(ours, ref, librivox, return_attention_mask=True)  # a batch of different lengths
+    _both(ours, ref, librivox, padding="longest")
+    _both(ours, ref, librivox, do_normalize=True)
+    _both(ours, ref, librivox[::-1], padding="longest", pad_to_multiple_of=SR)
+    quiet = np.concatenate([librivox[1], np.zeros(SR, np.float32)])  # trailing silence of the clip itself
+    _both(ours, ref, [quiet, librivox[1]])
+
+
+@pytest.mark.parametrize("length", [0, 1, 2, 150, 200, 201, 360, 1600, SR * 30 - 401, SR * 30 - 400,
+                                    SR * 30 - 201, SR * 30 - 1, SR * 30, SR * 30 + 1, SR * 31])
+def test_padding_frames_skipped_at_the_edges(length):
+    """Empty and tiny clips (the centered STFT reflects padding into the first frames), the clip's end near
+    the reflected tail of the 30 s window, exactly 30 s, and longer (truncated, or not with truncation=False)."""
+    ours, ref = WhisperFeatureExtractor(), transformers.WhisperFeatureExtractor()
+    clip = speechlike(length / SR, 4)[:length]
+    if length:
+        clip[-1] = 0.5  # the very last sample is not silent
+    _both(ours, ref, clip)
+    _both(ours, ref, [clip, speechlike(1.0, 5)], return_attention_mask=True)
+    if length > SR * 30:
+        features = _both(ours, ref, clip, truncation=False)["input_features"]
+        assert features.shape == (1, 80, length // 160)
+
+
+def test_padding_frames_skipped_with_other_settings():
+    clip = speechlike(2.5, 6)
+    for settings, kwargs in [({"padding_side": "left"}, {}), ({"padding_value": 0.25}, {}),
+                             ({"feature_size": 128}, {"max_length": SR * 10}),
+                             ({}, {"padding": "longest"}), ({}, {"padding": "max_length", "max_length": SR * 8})]:
+        ours = WhisperFeatureExtractor(**settings)
+        ref = transformers.WhisperFeatureExtractor(**settings)
+        _both(ours, ref, [clip, clip[:SR]], **kwargs)
+    silent = np.zeros(SR * 3, np.float32)  # nothing but zeros: every frame is the floor
+    _both(WhisperFeatureExtractor(), transformers.WhisperFeatureExtractor(), silent)
+    tiny = [clip[:150]]  # unpadded and shorter than the STFT's reflection: transformers fails inside torch
+    with pytest.raises(RuntimeError):
+        transformers.WhisperFeatureExtractor()(tiny, sampling_rate=SR, padding="longest")
+    with pytest.raises(InputError, match="150 samples is too short"):
+        WhisperFeatureExtractor()(tiny, sampling_rate=SR, padding="longest")

@@ -146,3 +146,42 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     with open(path, "rb") as f:
         raw = f.read()
     _same(processor(raw, return_tensors="np")["pixel_values"], processor(path, return_tensors="np")["pixel_values"])
+
+
+@pytest.mark.parametrize("ours_cls,ref_cls", [(ViTImageProcessor, ViTImageProcessorPil),
+                                              (CLIPImageProcessor, CLIPImageProcessorPil)])
+def test_batch_on_threads_equals_one_image_at_a_time(ours_cls, ref_cls):
+    """A batch is resized on threads and rescaled + normalized through a per-byte table into one array:
+    the same arrays as single calls (no threads) and as transformers' batch, in both data formats."""
+    ours, ref = ours_cls(), ref_cls()
+    names = PHOTOS + ["rocket.jpg", "motorcycle_left.png"]
+    if ours_cls is CLIPImageProcessor:  # ViT keeps gray and alpha channels, which its 3 means do not fit
+        names += ["camera.png", "logo.png"]
+    images = [photo(name) for name in names]
+    images += [images[0], images[0]]  # one lazily loaded image given twice
+    batch = ours(images, return_tensors="np")["pixel_values"]
+    assert batch.shape[0] == len(images)
+    for image, row in zip(images, batch):
+        np.testing.assert_array_equal(row, ours(image, return_tensors="np")["pixel_values"][0])
+    _same(batch, ref(images, return_tensors="np")["pixel_values"])
+    last = ours(images, data_format="channels_last", return_tensors="pt")["pixel_values"]
+    np.testing.assert_array_equal(last.numpy(), np.moveaxis(batch, 1, -1))
+    listed = ours(images)["pixel_values"]
+    assert isinstance(listed, list) and all(np.array_equal(a, b) for a, b in zip(listed, batch))
+
+
+def test_batch_of_mixed_sizes_and_types():
+    """No resizing: images of different sizes stay a list; float images take the plain rescale/normalize path."""
+    ours, ref = ViTImageProcessor(do_resize=False), ViTImageProcessorPil(do_resize=False)
+    hwc = np.array(photo("coffee.png"))
+    images = [photo("chelsea.png"), hwc, hwc.astype(np.float32) / 255, torch.from_numpy(hwc).permute(2, 0, 1)]
+    a, b = ours(images)["pixel_values"], ref(images)["pixel_values"]
+    assert len(a) == len(b) == 4
+    for x, y in zip(a, b):
+        _same(x, y)
+    for settings in ({"do_normalize": False}, {"do_rescale": False}, {"do_rescale": False, "do_normalize": False}):
+        a, b = ours(images[:2], **settings)["pixel_values"], ref(images[:2], **settings)["pixel_values"]
+        for x, y in zip(a, b):
+            _same(x, y)
+    with pytest.raises(InputError, match="channels"):
+        ViTImageProcessor(image_mean=[0.5, 0.5], image_std=[0.5, 0.5])([photo("chelsea.png")] * 2)

@@ -6,7 +6,9 @@ keys (`model.encoder.conv1`, `model.encoder.layers.0.self_attn.k_proj`, `model.d
 `proj_out`, tied to `model.decoder.embed_tokens`).
 
 generate() writes Whisper's decoder prompt (start of transcript, language and task for multilingual
-checkpoints, no-timestamps) from the generation config and decodes greedily or with beams; with
+checkpoints, no-timestamps) from the generation config and decodes greedily or with beams; a multilingual
+checkpoint given no language detects it per row (`detect_language`: one decoder step, the likeliest language
+token); with
 `return_timestamps=True` the prompt has no <|notimestamps|> and `generation/whisper_timestamps.py`'s logits
 rules make the model emit segment times.
 """
@@ -239,35 +241,92 @@ class WhisperForConditionalGeneration(Seq2SeqLMHead, WhisperPreTrainedModel):
                                       out.encoder_hidden_states, out.encoder_attentions),
                       self.config.return_dict if return_dict is None else return_dict)
 
-    def decoder_prompt(self, language: str | None = None, task: str | None = None, return_timestamps: bool = False
-                       ) -> list[int]:
-        """Whisper's forced start: <|startoftranscript|>, then for multilingual checkpoints the language and the
-        task, then <|notimestamps|> unless timestamps are asked for. Token ids come from the generation config."""
-        g = self.generation_config
-        prompt = [self.config.decoder_start_token_id if g.decoder_start_token_id is None else g.decoder_start_token_id]
-        if getattr(g, "is_multilingual", False):
-            lang_to_id = getattr(g, "lang_to_id", None) or {}
-            if language is not None:
-                key = language if language in lang_to_id else f"<|{language}|>"
-                if key not in lang_to_id:
-                    raise InputError(f"language={language!r} is not one of this checkpoint's languages "
-                                     f"({', '.join(sorted(k.strip('<|>') for k in lang_to_id)) or 'none listed'})")
-                prompt.append(lang_to_id[key])
-            task_to_id = getattr(g, "task_to_id", None) or {}
-            if task is not None or language is not None:
-                task = task or "transcribe"
-                if task not in task_to_id:
-                    raise InputError(f"task={task!r}; expected one of {sorted(task_to_id) or ['transcribe', 'translate']}")
-                prompt.append(task_to_id[task])
-        elif language is not None or task is not None:
+    def decoder_prompt(self, language: str | None = None, task: str | None = None, return_timestamps: bool = False,
+                       detected_language: int | None = None, generation_config=None) -> list[int]:
+        """Whisper's forced start: <|startoftranscript|>, then for multilingual checkpoints the language (given,
+        else `detected_language`, the id detect_language() found) and the task, then <|notimestamps|> unless
+        timestamps are asked for. Token ids come from the generation config; with neither language nor task its
+        forced_decoder_ids give the positions after the start, as Transformers reads them."""
+        g = generation_config or self.generation_config
+        multilingual = getattr(g, "is_multilingual", False)
+        if not multilingual and (language is not None or task is not None):
             raise InputError("language= and task= need a multilingual Whisper checkpoint; this one is English-only")
-        if not return_timestamps and getattr(g, "no_timestamps_token_id", None) is not None:
-            prompt.append(g.no_timestamps_token_id)
-        return prompt
+        prompt = [self.config.decoder_start_token_id if g.decoder_start_token_id is None else g.decoder_start_token_id]
+        if language is None and task is None:
+            prompt += _forced_tokens(g)
+        if language is not None:
+            language_id = self._language_id(language, g)
+        elif self.needs_language_detection(language, task, g):
+            if detected_language is None:
+                raise InputError("this multilingual checkpoint needs the audio's language: pass language= or the "
+                                 "id detect_language() returns (detected_language=)")
+            language_id = detected_language
+        else:
+            language_id = None
+        if language_id is not None:
+            prompt[1:2] = [language_id]
+        task_to_id = getattr(g, "task_to_id", None) or {}
+        if task is not None:
+            if task not in task_to_id:
+                raise InputError(f"task={task!r}; expected one of {sorted(task_to_id) or ['transcribe', 'translate']}")
+            prompt.append(task_to_id[task])
+        elif language is not None and task_to_id and not set(task_to_id.values()) & set(prompt):
+            prompt.append(task_to_id["transcribe"])
+        no_timestamps = getattr(g, "no_timestamps_token_id", None)
+        if not return_timestamps and no_timestamps is not None and prompt[-1] != no_timestamps:
+            prompt.append(no_timestamps)
+        elif return_timestamps and prompt[-1] == no_timestamps:
+            prompt.pop()
+        return [t for t in prompt if t is not None]
 
-    def generate(self, input_features=None, generation_config=None, language: str | None = None,
-                 task: str | None = None, return_timestamps: bool | None = None, **kwargs):
+    @staticmethod
+    def _language_id(language: str, g) -> int:
+        from ..tokenization.whisper import language_code
+
+        lang_to_id = getattr(g, "lang_to_id", None) or {}
+        key = language.lower() if language.lower() in lang_to_id else f"<|{language_code(language)}|>"
+        if key not in lang_to_id:
+            raise InputError(f"language={language!r} is not one of this checkpoint's languages (generation config "
+                             f"lang_to_id: {', '.join(sorted(k.strip('<|>') for k in lang_to_id)) or 'none listed'})")
+        return lang_to_id[key]
+
+    @staticmethod
+    def needs_language_detection(language, task, generation_config) -> bool:
+        """A multilingual checkpoint given no language, whose forced_decoder_ids do not fix one either."""
+        g = generation_config
+        if language is not None or not getattr(g, "is_multilingual", False) or not getattr(g, "lang_to_id", None):
+            return False
+        forced = _forced_tokens(g) if task is None else []
+        return not forced or forced[0] is None
+
+    @torch.no_grad()
+    def detect_language(self, input_features=None, encoder_outputs=None, generation_config=None,
+                        num_segment_frames: int = 3000) -> torch.Tensor:
+        """The language token id (B,) each row's audio most likely speaks: one decoder step after
+        <|startoftranscript|>, argmax over the generation config's lang_to_id tokens (first 30 s only)."""
+        if (input_features is None) == (encoder_outputs is None):
+            raise InputError("detect_language() needs exactly one of input_features or encoder_outputs")
+        g = generation_config or self.generation_config
+        lang_to_id = getattr(g, "lang_to_id", None)
+        if not lang_to_id:
+            raise ConfigError("detect_language() needs the language token ids: this checkpoint's generation config "
+                              "(generation_config.json) has no lang_to_id")
+        if encoder_outputs is None:
+            encoder_outputs = self.model.encoder(input_features[:, :, :num_segment_frames], return_dict=True)
+        elif isinstance(encoder_outputs, (tuple, list)):
+            encoder_outputs = BaseModelOutput(*encoder_outputs)
+        hidden = encoder_outputs.last_hidden_state
+        start = self.config.decoder_start_token_id if g.decoder_start_token_id is None else g.decoder_start_token_id
+        start = torch.full((hidden.shape[0], 1), start, dtype=torch.long, device=hidden.device)
+        logits = self(encoder_outputs=encoder_outputs, decoder_input_ids=start, use_cache=False).logits[:, -1]
+        languages = torch.tensor(sorted(set(lang_to_id.values())), device=logits.device)
+        # in id order, so that a tie goes to the lowest id, as an argmax over the whole vocabulary would
+        return languages[logits[:, languages].argmax(-1)]
+
+    def generate(self, input_features=None, generation_config=None, language=None, task: str | None = None,
+                 return_timestamps: bool | None = None, **kwargs):
         """Transcribe (or translate) up to 30 s of log-mel features; returns the token ids including the prompt.
+        `language`: one for all rows or one per row; multilingual checkpoints detect it per row when not given.
         `return_timestamps=True` (default: the generation config's) interleaves segment times."""
         g = generation_config or self.generation_config
         if return_timestamps is None:
@@ -282,8 +341,15 @@ class WhisperForConditionalGeneration(Seq2SeqLMHead, WhisperPreTrainedModel):
         kwargs.pop("attention_mask", None)  # the encoder reads all 30 s; the decoder prompt needs no mask
         B = kwargs["encoder_outputs"].last_hidden_state.shape[0]
         if kwargs.get("decoder_input_ids") is None:
-            prompt = torch.tensor(self.decoder_prompt(language, task, bool(return_timestamps)), device=self.device)
-            kwargs["decoder_input_ids"] = prompt.expand(B, -1)
+            languages = list(language) if isinstance(language, (list, tuple)) else [language] * B
+            if len(languages) != B or (isinstance(language, (list, tuple)) and None in languages):
+                raise InputError(f"language= as a list needs one language per row ({B}), got {language!r}")
+            detected = [None] * B
+            if self.needs_language_detection(language, task, g):
+                detected = self.detect_language(encoder_outputs=kwargs["encoder_outputs"], generation_config=g).tolist()
+            rows = [self.decoder_prompt(lang, task, bool(return_timestamps), found, g)
+                    for lang, found in zip(languages, detected)]
+            kwargs["decoder_input_ids"] = torch.tensor(rows, dtype=torch.long, device=self.device)
         if return_timestamps:
             kwargs["logits_processor"] = [*(kwargs.get("logits_processor") or []),
                                           self._timestamp_rules(g, kwargs["decoder_input_ids"].shape[-1])]
@@ -300,3 +366,13 @@ class WhisperForConditionalGeneration(Seq2SeqLMHead, WhisperPreTrainedModel):
         eos = eos[0] if isinstance(eos, (list, tuple)) else eos
         return WhisperTimeStampLogitsProcessor(no_timestamps, eos, begin_index,
                                                getattr(g, "max_initial_timestamp_index", None))
+
+
+def _forced_tokens(g) -> list:
+    """The ids the generation config's forced_decoder_ids put at positions 1, 2, ... (None: to be detected)."""
+    tokens = []
+    for position, token in getattr(g, "forced_decoder_ids", None) or []:
+        if position != len(tokens) + 1:
+            break
+        tokens.append(token)
+    return tokens

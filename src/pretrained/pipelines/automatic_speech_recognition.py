@@ -19,7 +19,7 @@ in seconds from the start of the audio (across windows too). `return_timestamps=
 the cross-attention of the generation config's `alignment_heads` aligned to the audio by dynamic time warping
 (refused for checkpoints without alignment_heads). `return_language=True`: each chunk's language ("language":
 None for English-only checkpoints, which have no language token, as Transformers); multilingual checkpoints
-need `language=` given, since language detection is not implemented.
+given no `language=` detect it from each input's first 30 s (each chunk's, with `chunk_length_s`).
 
 Decoding defaults, as Transformers' pipeline (after OpenAI's Whisper): beam search with 5 beams and at most 256
 new tokens, unless the call or the model's generation_config.json sets them (num_beams=1 for greedy).
@@ -30,7 +30,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..generation.whisper_timestamps import LANGUAGES, decode_chunks, group_words, sequential_generate
+from ..generation.whisper_timestamps import decode_chunks, group_words, sequential_generate
+from ..tokenization.whisper import LANGUAGES
 from ..processing.audio import load_audio, resample
 from .base import Pipeline, PipelineError
 
@@ -146,15 +147,20 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
     def _forward(self, model_inputs: dict, return_timestamps=False, return_language: bool = False,
                  **generate_kwargs) -> dict:
         generate_kwargs = self.generate_kwargs(generate_kwargs)
-        g = self.model.generation_config
-        if return_language and getattr(g, "is_multilingual", False) and not generate_kwargs.get("language"):
-            raise PipelineError("return_language=True on a multilingual Whisper needs language detection, which is "
-                                "not implemented; pass the language (generate_kwargs={'language': 'fr'}) to have "
-                                "the chunks report it")
         features = model_inputs["input_features"]
         num_frames = model_inputs.get("num_frames")
         # long-form decoding needs times to know where each window's text ends
         timestamps = bool(return_timestamps) or num_frames is not None
+        g = generate_kwargs.get("generation_config") or self.model.generation_config
+        task = generate_kwargs.get("task")
+        if generate_kwargs.get("decoder_input_ids") is None and self.model.needs_language_detection(
+                generate_kwargs.get("language"), task, g):
+            # each input's language from its first 30 s, kept for all its windows (as Transformers' long-form)
+            window = 2 * self.model.config.max_source_positions
+            detected = self.model.detect_language(features[:, :, :window], generation_config=g).tolist()
+            prompts = [self.model.decoder_prompt(None, task, timestamps, found, g) for found in detected]
+            generate_kwargs["decoder_input_ids"] = torch.tensor(prompts, device=self.model.device)
+            generate_kwargs.pop("task", None)  # written into the prompts
         words = return_timestamps == "word"
         prompts, generated, times = sequential_generate(
             self.model, features, num_frames, timestamps, audio_frames=model_inputs["audio_frames"] if words else None,

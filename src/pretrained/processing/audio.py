@@ -8,6 +8,7 @@ import numpy as np
 _F_SP = 200.0 / 3  # Slaney scale: linear below 1 kHz (66.7 Hz per mel) ...
 _MIN_LOG_HZ, _MIN_LOG_MEL = 1000.0, 15.0
 _LOG_STEP = np.log(6.4) / 27.0  # ... logarithmic above it
+_MIN_FRAMES = 100  # log-mel frames computed even when fewer hold signal
 
 
 def hz_to_mel(freq, mel_scale: str = "slaney"):
@@ -48,18 +49,56 @@ def mel_filter_bank(num_frequency_bins: int, num_mel_filters: int, min_frequency
 def log_mel_spectrogram(waveforms: np.ndarray, mel_filters: np.ndarray, n_fft: int, hop_length: int,
                         dither: float = 0.0):
     """(B, N) float32 audio -> (B, mels, N // hop) Whisper log-mel: power STFT (Hann, centered, reflect-padded,
-    last frame dropped), mel, log10 floored at 1e-10, each clip clamped to its max - 8, then (x + 4) / 4."""
+    last frame dropped), mel, log10 floored at 1e-10, each clip clamped to its max - 8, then (x + 4) / 4.
+
+    Frames that see only trailing zeros (Whisper's padding to 30 s) have power 0, so their value is known: the
+    STFT and mel projection run over the frames that touch a nonzero sample, the rest get the all-zero value."""
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(waveforms, dtype=np.float32))
+    x = np.ascontiguousarray(waveforms, dtype=np.float32)
     if dither:
-        x = x + dither * torch.randn(x.shape, dtype=x.dtype)
-    stft = torch.stft(x, n_fft, hop_length, window=torch.hann_window(n_fft), return_complex=True)
-    power = stft[..., :-1].abs() ** 2  # (B, F, frames)
-    mel = torch.from_numpy(mel_filters.astype(np.float32)).T @ power  # (B, mels, frames)
-    log_spec = mel.clamp(min=1e-10).log10()
-    peak = log_spec.amax(dim=(1, 2), keepdim=True)
-    return ((torch.maximum(log_spec, peak - 8.0) + 4.0) / 4.0).numpy()
+        x = (torch.from_numpy(x) + dither * torch.randn(x.shape, dtype=torch.float32)).numpy()
+    pad = n_fft // 2
+    if x.shape[1] <= pad:
+        from ..errors import InputError
+
+        raise InputError(f"audio of {x.shape[1]} samples is too short for a centered STFT of n_fft={n_fft}: "
+                         f"it needs more than {pad} (pad it, e.g. padding='max_length')")
+    frames = x.shape[1] // hop_length
+    computed = frames if dither else _frames_with_signal(x, n_fft, hop_length, frames)
+    # frame t reads samples [t * hop - pad, t * hop - pad + n_fft): these `computed` frames never reach the
+    # reflected tail, so a shorter input yields them unchanged
+    length = min(x.shape[1], max((computed - 1) * hop_length + n_fft - pad, pad + 1))
+    # torch.stft's steps: reflect-pad, frame, window, real FFT; numpy (on the calling thread) for the exact ones,
+    # torch for what must round as Transformers' torch code does (FFT, |z|, matmul, log10): each torch op is a
+    # parallel region, and those stall on a busy machine
+    padded = np.pad(x[:, :length], ((0, 0), (pad, pad)), mode="reflect")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=-1)[:, ::hop_length][:, :computed]
+    spectrum = torch.fft.rfft(torch.from_numpy(windows * torch.hann_window(n_fft).numpy()))  # (B, computed, F)
+    power = spectrum.abs().numpy()
+    np.square(power, out=power)
+    mel = (torch.from_numpy(mel_filters.astype(np.float32)).T @ torch.from_numpy(power).transpose(1, 2)).numpy()
+    log_spec = torch.from_numpy(np.maximum(mel, np.float32(1e-10), out=mel)).log10_().numpy()  # (B, mels, computed)
+    floor = torch.zeros(()).clamp(min=1e-10).log10().numpy()  # an all-zero frame, through the same float32 ops
+    peak = log_spec.max(axis=(1, 2), keepdims=True) - np.float32(8.0)  # the skipped frames (floor) cannot raise it
+    out = np.empty((*log_spec.shape[:2], frames), dtype=np.float32)
+    np.maximum(log_spec, peak, out=out[..., :computed])
+    out[..., computed:] = np.maximum(floor, peak)
+    out += np.float32(4.0)
+    out /= np.float32(4.0)
+    return out
+
+
+def _frames_with_signal(x: np.ndarray, n_fft: int, hop_length: int, frames: int) -> int:
+    """How many leading frames of a (B, N) batch touch a nonzero sample (all `frames` when the reflected
+    tail of the centered STFT could hold one)."""
+    N = x.shape[1]
+    nonzero = np.flatnonzero(x.any(axis=0))
+    end = int(nonzero[-1]) + 1 if len(nonzero) else 0  # samples from `end` on are zeros in every clip
+    if end > N - n_fft:
+        return frames
+    # at least _MIN_FRAMES: BLAS multiplies a few columns through another kernel, rounding differently
+    return min(frames, max(-(-(end + n_fft // 2) // hop_length), _MIN_FRAMES))
 
 
 def load_audio(source) -> tuple[np.ndarray, int]:

@@ -124,7 +124,7 @@ def to_rgb_pil(image):
         rgba = image.convert("RGBA")
         white = pil().new("RGBA", rgba.size, (255, 255, 255, 255))
         return pil().alpha_composite(white, rgba).convert("RGB")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")  # convert() would copy an RGB image
 
 
 def to_rgb_array(image: np.ndarray) -> np.ndarray:
@@ -210,6 +210,30 @@ def center_crop(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     padded[..., pad_top:pad_top + H, pad_left:pad_left + W] = image
     top, left = (padded.shape[-2] - h) // 2, (padded.shape[-1] - w) // 2
     return padded[..., top:top + h, left:left + w]
+
+
+def byte_table(values, channels: int) -> np.ndarray:
+    """(C, 256): what the elementwise `values` (rescale, normalize) makes of each 8-bit value in each channel."""
+    return values(np.broadcast_to(np.arange(256, dtype=np.uint8), (channels, 1, 256)))[:, 0]
+
+
+def look_up(table: np.ndarray, image: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out[c] = table[c][image[c]] for a (C, H, W) uint8 image: every per-pixel step in one pass, same numbers."""
+    for c in range(len(table)):
+        np.take(table[c], image[c], out=out[c], mode="clip")  # "raise" would buffer `out`; indices are < 256
+    return out
+
+
+def map_images(fn, items: list) -> list:
+    """[fn(x) for x in items], on threads for a batch: Pillow's resize and numpy's take release the GIL."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = min(len(items), cpus)
+    if workers < 2:
+        return [fn(x) for x in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:  # one per call: a pool kept across calls would hang after a fork
+        return list(pool.map(fn, items))
 
 
 def rescale(image: np.ndarray, scale: float) -> np.ndarray:

@@ -10,6 +10,7 @@ A call may override any field (`processor(img, size={"height": 64, "width": 64})
 from __future__ import annotations
 
 import os
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -74,23 +75,63 @@ class BaseImageProcessor(ProcessorConfig):
             raise InputError("do_resize=True needs a size")
         if p["do_center_crop"] and crop is None:
             raise InputError("do_center_crop=True needs a crop_size")
-        pixels = []
-        for image in ops.flat_images(images):
-            if isinstance(image, (str, os.PathLike, bytes, bytearray)):
-                image = ops.open_image(image)
-            x = ops.resize_pil(image, size, int(p["resample"]), bool(p["do_convert_rgb"])) if p["do_resize"] else None
-            if x is None:
-                x = ops.channels_first(image, bool(p["do_convert_rgb"]), input_data_format)  # (C, H, W)
-                if p["do_resize"]:
-                    x = ops.resize(x, ops.output_size(x.shape[-2:], size), int(p["resample"]))
-            if p["do_center_crop"]:
-                x = ops.center_crop(x, (crop["height"], crop["width"]))
+        images = ops.flat_images(images)
+        counts = Counter(map(id, images))
+        for image in images:  # a PIL image given twice is read from its file here, not by two threads at once
+            if counts[id(image)] > 1 and ops.is_pil_image(image):
+                image.load()
+        arrays = ops.map_images(lambda image: self._geometry(image, p, size, crop, input_data_format), images)
+        pixels = self._values(arrays, p, data_format)
+        if data_format == "channels_last" and isinstance(pixels, list):
+            pixels = [np.moveaxis(x, 0, -1) for x in pixels]
+        return BatchFeature({"pixel_values": list(pixels) if return_tensors is None else pixels},
+                            tensor_type=return_tensors)
+
+    @staticmethod
+    def _geometry(image, p: dict, size: dict | None, crop: dict | None, input_data_format: str | None) -> np.ndarray:
+        """(C, H, W) of one image, resized and center-cropped as switched (uint8 for 8-bit images)."""
+        if isinstance(image, (str, os.PathLike, bytes, bytearray)):
+            image = ops.open_image(image)
+        x = ops.resize_pil(image, size, int(p["resample"]), bool(p["do_convert_rgb"])) if p["do_resize"] else None
+        if x is None:
+            x = ops.channels_first(image, bool(p["do_convert_rgb"]), input_data_format)  # (C, H, W)
+            if p["do_resize"]:
+                x = ops.resize(x, ops.output_size(x.shape[-2:], size), int(p["resample"]))
+        if p["do_center_crop"]:
+            x = ops.center_crop(x, (crop["height"], crop["width"]))
+        return x
+
+    @staticmethod
+    def _values(arrays: list, p: dict, data_format: str):
+        """Rescale and normalize each (C, H, W) array as switched. 8-bit images go through a table of what
+        those steps make of each byte, into one (B, ...) array in `data_format` when the shapes agree."""
+        def steps(x):
             if p["do_rescale"]:
                 x = ops.rescale(x, p["rescale_factor"])
             if p["do_normalize"]:
                 x = ops.normalize(x, p["image_mean"], p["image_std"])
-            pixels.append(x if data_format == "channels_first" else np.moveaxis(x, 0, -1))
-        return BatchFeature({"pixel_values": pixels}, tensor_type=return_tensors)
+            return x
+
+        if not (p["do_rescale"] or p["do_normalize"]):
+            return arrays
+        tables = {x.shape[0]: ops.byte_table(steps, x.shape[0]) for x in arrays if x.dtype == np.uint8}
+
+        def one(x):
+            if x.dtype != np.uint8:
+                return steps(x)
+            table = tables[x.shape[0]]
+            return ops.look_up(table, x, np.empty(x.shape, table.dtype))
+
+        shapes = {x.shape for x in arrays}
+        if len(shapes) > 1 or any(x.dtype != np.uint8 for x in arrays):
+            return ops.map_images(one, arrays)
+        C, H, W = shapes.pop()
+        table = tables[C]
+        batch = np.empty((len(arrays), C, H, W) if data_format == "channels_first" else (len(arrays), H, W, C),
+                         table.dtype)
+        rows = batch if data_format == "channels_first" else np.moveaxis(batch, -1, 1)  # (B, C, H, W) views
+        ops.map_images(lambda i: ops.look_up(table, arrays[i], rows[i]), range(len(arrays)))
+        return batch
 
 
 class ViTImageProcessor(BaseImageProcessor):

@@ -59,23 +59,22 @@ class WhisperFeatureExtractor(ProcessorConfig):
         if target is not None and pad_to_multiple_of:
             target = -(-target // pad_to_multiple_of) * pad_to_multiple_of
         want_mask = bool(return_attention_mask or do_normalize)
-        padded, masks = [], []
-        for clip in clips:
-            missing = 0 if target is None else max(target - len(clip), 0)
-            fill = np.full(missing, self.padding_value, dtype=np.float32)
-            real = np.concatenate([np.ones(len(clip), bool), np.zeros(missing, bool)])
-            if self.padding_side == "left":
-                fill, clip, real = clip, fill, real[::-1]
-            clip = np.concatenate([clip, fill])
-            if do_normalize:
-                clip = (clip - clip[real].mean()) / np.sqrt(clip[real].var() + 1e-7)
-                clip[~real] = self.padding_value
-            mask = real.astype(np.int32)
-            padded.append(clip.astype(np.float32))
-            masks.append(mask)
-        if len({len(c) for c in padded}) == 1:
-            features = list(log_mel_spectrogram(np.stack(padded), self.mel_filters, self.n_fft, self.hop_length,
-                                                self.dither))
+        sizes = [len(c) if target is None else max(target, len(c)) for c in clips]
+        if len(set(sizes)) == 1:  # padded straight into the batch array the STFT reads
+            batch = np.full((len(clips), sizes[0]), self.padding_value, dtype=np.float32)
+            padded = list(batch)
+        else:
+            batch, padded = None, [np.full(n, self.padding_value, dtype=np.float32) for n in sizes]
+        masks = []
+        for clip, row in zip(clips, padded):
+            real = slice(len(row) - len(clip), None) if self.padding_side == "left" else slice(0, len(clip))
+            row[real] = (clip - clip.mean()) / np.sqrt(clip.var() + 1e-7) if do_normalize else clip
+            if want_mask:
+                mask = np.zeros(len(row), dtype=np.int32)
+                mask[real] = 1
+                masks.append(mask)
+        if batch is not None:
+            features = list(log_mel_spectrogram(batch, self.mel_filters, self.n_fft, self.hop_length, self.dither))
         else:  # unpadded clips of different lengths: one spectrogram each
             features = [log_mel_spectrogram(c[None], self.mel_filters, self.n_fft, self.hop_length, self.dither)[0]
                         for c in padded]
@@ -150,7 +149,10 @@ class WhisperProcessor:
         return out
 
     def get_decoder_prompt_ids(self, task: str | None = None, language: str | None = None, no_timestamps: bool = True):
-        """[(position, token id)] forced after <|startoftranscript|>: language, task, <|notimestamps|>."""
+        """[(position, token id)] forced after <|startoftranscript|>: language, task, <|notimestamps|>. A
+        WhisperTokenizer answers itself (and takes them as its encoding prefix, as in Transformers)."""
+        if hasattr(self.tokenizer, "get_decoder_prompt_ids"):
+            return self.tokenizer.get_decoder_prompt_ids(task=task, language=language, no_timestamps=no_timestamps)
         tokens = [f"<|{language}|>" if language and not language.startswith("<|") else language,
                   f"<|{task}|>" if task else None, "<|notimestamps|>" if no_timestamps else None]
         ids = []

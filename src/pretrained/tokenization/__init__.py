@@ -1,6 +1,7 @@
 """Tokenizers: one API (base.py) over three backends: Rust `tokenizers` (fast.py), pure Python
 WordPiece / byte-level BPE (python.py) and SentencePiece (sentencepiece.py); per-model classes in
-models.py, AutoTokenizer in auto.py, chat templates in chat.py, file round trip in loading.py.
+models.py (Whisper's in whisper.py), AutoTokenizer in auto.py, chat templates in chat.py, file round trip in
+loading.py.
 
 Names resolve lazily so that importing one backend does not import the others.
 """
@@ -34,6 +35,8 @@ _EXPORTS = {
     "DebertaV2Tokenizer": "models",
     "DebertaV2TokenizerFast": "models",
     "MPNetTokenizerFast": "models",
+    "WhisperTokenizer": "whisper",
+    "WhisperTokenizerFast": "whisper",
 }
 
 __all__ = sorted(_EXPORTS)

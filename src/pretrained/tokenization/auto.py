@@ -25,14 +25,16 @@ TOKENIZER_MAPPING: dict[str, tuple[str | None, str | None]] = {
     "deberta-v2": ("DebertaV2Tokenizer", "DebertaV2TokenizerFast"),
     "mpnet": (None, "MPNetTokenizerFast"),
     "clip": ("CLIPTokenizer", "CLIPTokenizerFast"),
+    "whisper": ("WhisperTokenizer", "WhisperTokenizerFast"),
 }
 _REGISTERED: dict[str, type] = {}
 
 
 def _class_by_name(name: str):
     from .models import CLASSES
+    from .whisper import CLASSES as WHISPER
 
-    return _REGISTERED.get(name) or CLASSES.get(name)
+    return _REGISTERED.get(name) or CLASSES.get(name) or WHISPER.get(name)
 
 
 class AutoTokenizer:
