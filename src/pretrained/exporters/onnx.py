@@ -7,6 +7,11 @@ tokenizer files and generation_config.json when the model has them, and export.j
 the exporter that produced the graph (torch.onnx's dynamo exporter, or TorchScript when dynamo
 fails), the opset, and the largest difference measured against PyTorch.
 
+Encoder graphs trace eager attention (MatMul, Softmax, MatMul, which ONNX Runtime fuses; the dynamo
+exporter lowers scaled_dot_product_attention with two extra reshapes and copies of the keys per layer),
+and every graph is rewritten into the forms ONNX Runtime's fusions recognise (rewrites.py); both keep
+standard operators.
+
 Every graph has dynamic batch and sequence axes. Validation runs the graph in ONNX Runtime on
 sample inputs of other shapes than the export's (so a baked-in shape fails) and compares each
 output with the PyTorch model's; past `atol` the export fails and model.onnx is removed.
@@ -32,10 +37,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from ..errors import ConfigError, InputError, PretrainedError, UnknownModelError, UnsupportedOptionError
+from .rewrites import rewrite_file
 
 DEFAULT_OPSET = 18  # dynamo's own opset; >= 17 keeps LayerNormalization one node for TensorRT and others
 DEFAULT_ATOL = 1e-4
@@ -152,8 +158,11 @@ def export(model, output_dir: str | os.PathLike, task: str | None = None, opset:
         if static:
             graph.dynamic_axes, graph.output_axes = {}, {}
         sample = _sample(graph, model.config, task, names, *(static or (2, 8)), past=0, seed=0)
-        with torch.no_grad():
+        # encoder graphs trace eager attention; decoders keep sdpa (their eager step was no faster)
+        attention = _eager_attention(model) if task not in GENERATING_TASKS else nullcontext()
+        with torch.no_grad(), attention:
             used = _run_exporter(graph, sample, out / file, opset, exporter, model)
+        rewrite_file(out / file)
         graphs[file] = {"exporter": used, "inputs": list(graph.input_names), "outputs": list(graph.output_names)}
         if validate:
             worst = max(worst, validate_graph(graph, out / file, model.config, task, names, atol, static))
@@ -293,6 +302,9 @@ def _run_exporter(graph, sample: dict, path: Path, opset: int, exporter: str, mo
 
 @contextmanager
 def _eager_attention(model):
+    """Trace eager attention: plain MatMul / Softmax that ONNX Runtime fuses (torch.onnx's dynamo exporter
+    lowers sdpa with extra reshapes and copies of the keys, TorchScript tracing turns its shape checks
+    into tensors)."""
     config = model.config
     before = config.attn_implementation
     config.attn_implementation = "eager"
