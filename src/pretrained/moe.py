@@ -4,7 +4,8 @@ per token; the experts are SwiGLU MLPs whose weights are stacked into (num_exper
 Checkpoints store one tensor per expert (`experts.3.w1.weight`); a family maps them onto the stacked
 parameters with `conversion.Stack` rules, which also split them back on save (`stack_rules`). Each
 expert runs as one matmul over all the tokens routed to it: a loop over the experts that received
-tokens, never over tokens.
+tokens, never over tokens; a decode step whose few tokens hit most of the (small) experts runs them all
+as three batched matmuls instead.
 
 A MoE decoder's base model returns `MoeModelOutputWithPast` (every sparse layer's router logits when
 asked); `MoeCausalLMHead` adds the auxiliary loss to the LM loss as Transformers does.
@@ -25,6 +26,15 @@ from .layers import get_activation
 from .outputs import ModelOutput, finish
 
 
+# The dense path (every expert on every token) when the weights of the experts no token chose cost less to
+# read than dispatching the chosen ones one by one: DISPATCH_BYTES is about what one expert's dispatch in the
+# loop costs (indexing, three small matmuls, index_add), in bytes of weights read in the same time on the
+# CPUs we measured (bench/generate.py's Mixtral-small case). Up to DENSE_MAX_TOKENS tokens the extra
+# products stay cheaper than the weight reads (decode batches, not prompts).
+DISPATCH_BYTES = 3 * 2**20
+DENSE_MAX_TOKENS = 16
+
+
 class Experts(nn.Module):
     """E SwiGLU experts: down(act(gate(x)) * up(x)) with gate_proj, up_proj (E, F, C), down_proj (E, C, F)."""
 
@@ -42,8 +52,11 @@ class Experts(nn.Module):
             return self.gathered(x, expert_ids, weights)
         N, k = expert_ids.shape
         flat_ids = expert_ids.reshape(-1)  # (N k,) token-choice pairs
-        order = flat_ids.argsort(stable=True)  # grouped by expert
         counts = torch.bincount(flat_ids, minlength=self.num_experts).tolist()
+        hit = sum(n > 0 for n in counts)
+        if N <= DENSE_MAX_TOKENS and (self.num_experts - hit) * self.expert_bytes() < hit * DISPATCH_BYTES:
+            return self.dense(x, expert_ids, weights)
+        order = flat_ids.argsort(stable=True)  # grouped by expert
         out = torch.zeros_like(x)
         start = 0
         for e, n in enumerate(counts):
@@ -56,6 +69,19 @@ class Experts(nn.Module):
             out.index_add_(0, tokens, y * weights.reshape(-1)[pairs, None].to(y.dtype))
             start += n
         return out
+
+    def expert_bytes(self) -> int:
+        return 3 * self.down_proj[0].numel() * self.down_proj.element_size()
+
+    def dense(self, x: torch.Tensor, expert_ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """The same sum with every expert run on every token, (E, N, F), in three batched matmuls; the
+        routing weights are zero for the experts a token did not choose (their outputs are dropped, not
+        multiplied, so an overflow there cannot leak in). For a few tokens that hit most experts."""
+        h = self.act(torch.matmul(x, self.gate_proj.transpose(1, 2))) * torch.matmul(x, self.up_proj.transpose(1, 2))
+        y = torch.matmul(h, self.down_proj.transpose(1, 2))  # (E, N, C)
+        routing = torch.zeros(x.shape[0], self.num_experts, dtype=y.dtype, device=y.device)
+        routing = routing.scatter_(1, expert_ids, weights.to(y.dtype)).T[..., None]  # (E, N, 1)
+        return torch.where(routing != 0, y * routing, 0).sum(0)
 
     def gathered(self, x: torch.Tensor, expert_ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """The same sum with each token's k experts' weights gathered, (N, k, F, C): fixed shapes and no

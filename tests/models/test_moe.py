@@ -50,6 +50,24 @@ def test_logits_hidden_states_and_greedy_tokens(moe, name):
     assert_generate_equal(ours, theirs, ids, mask)
 
 
+@pytest.mark.parametrize("name", ["mixtral", "qwen3_moe-norm-dense-window"])
+@pytest.mark.parametrize("path", ["loop", "dense"])
+def test_each_expert_path_equals_transformers(moe, name, path, monkeypatch):
+    """The per-expert loop and the dense path (every expert on every token), each forced for prompts and
+    decode steps alike, give transformers' logits and greedy tokens."""
+    from pretrained import moe as moe_module
+
+    if path == "loop":
+        monkeypatch.setattr(moe_module, "DENSE_MAX_TOKENS", 0)
+    else:
+        monkeypatch.setattr(moe_module, "DENSE_MAX_TOKENS", 10**9)
+        monkeypatch.setattr(moe_module, "DISPATCH_BYTES", 2**62)
+    ours, theirs, _ = moe(name)
+    ids, mask = left_padded()
+    assert_forward_equal(ours, theirs, ids, mask)
+    assert_generate_equal(ours, theirs, ids, mask)
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_router_logits_aux_loss_and_loss(moe, name):
     ours, theirs, _ = moe(name)
