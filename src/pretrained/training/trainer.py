@@ -39,7 +39,6 @@ from .callbacks import (
 from .checkpoints import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, load_checkpoint, restore_rng_state, rotate_checkpoints, save_checkpoint
 from .collators import DataCollatorWithPadding, default_data_collator
 from . import distributed
-from .memory import keep_large_blocks_mapped
 from .optim import create_optimizer
 from .reporters import reporter_callbacks
 from .sampling import MEGABATCH_BATCHES, example_lengths, index_batches, is_streamed, stream_rows
@@ -345,7 +344,6 @@ class Trainer:
         self.state = TrainerState(max_steps=max_steps, num_train_epochs=num_epochs, train_batch_size=batch_size,
                                   is_local_process_zero=args.local_process_index == 0, is_world_process_zero=rank == 0)
         self.state.compute_steps(args, max_steps)
-        keep_large_blocks_mapped()  # freed activations go back to the system (see memory.py)
         model = self.model
         model.train()
         if distributed.is_sharded(model) or (self.optimizer is not None and args.fsdp):
