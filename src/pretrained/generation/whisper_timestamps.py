@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..tokenization.whisper import window_ended_alone
 from .processors import LogitsProcessor
 
 NEG_INF = float("-inf")
@@ -171,8 +172,7 @@ def decode_chunks(outputs: list[dict], decode, *, timestamp_begin: int, special_
             elif token >= timestamp_begin:
                 t = (token - timestamp_begin) * time_precision
                 if t < seg_max:  # a new segment of a long-form output
-                    single_ending = i >= 2 and not (ids[i - 1] >= timestamp_begin and ids[i - 2] >= timestamp_begin)
-                    if single_ending:
+                    if window_ended_alone(ids, i, timestamp_begin):
                         segments_len += time_precision * segment_size
                     else:
                         seg_max = seg_before

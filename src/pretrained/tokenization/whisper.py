@@ -203,7 +203,7 @@ class WhisperTokenizerFast(GPT2TokenizerFast):
                 continue
             time = float((token - begin) * time_precision)
             if time < latest:  # a new window
-                if i >= 2 and not (ids[i - 1] >= begin and ids[i - 2] >= begin):
+                if window_ended_alone(ids, i, begin):
                     offset += time_precision * segment_size  # the window ended on a lone time: it was read whole
                 else:
                     # it ended on a pair of times: it lasted until the pair, whose second time this one replaces
@@ -231,8 +231,7 @@ class WhisperTokenizerFast(GPT2TokenizerFast):
             if len(piece) > 1:
                 start, end = piece[0] - begin, piece[-1] - begin
                 if start < latest:  # a new window: see _decode_with_timestamps
-                    lone = start_at >= 2 and not (ids[start_at - 2] >= begin and ids[start_at - 1] >= begin)
-                    shift += segment_size if lone else latest
+                    shift += segment_size if window_ended_alone(ids, start_at, begin) else latest
                 latest = end
                 text = _TIME.sub("", self._decode(piece, False))
                 offsets.append({"text": text, "timestamp": (start * time_precision + shift * time_precision,
@@ -243,6 +242,12 @@ class WhisperTokenizerFast(GPT2TokenizerFast):
 
 class WhisperTokenizer(WhisperTokenizerFast):
     """The same Rust-backed tokenizer: Transformers 5's WhisperTokenizer is backed by `tokenizers` too."""
+
+
+def window_ended_alone(ids: list[int], i: int, timestamp_begin: int) -> bool:
+    """Whether the window before position i (where the times restart) ended on a lone time rather than on a
+    pair: then it was read whole (30 s), else it lasted until the pair."""
+    return i >= 2 and not (ids[i - 1] >= timestamp_begin and ids[i - 2] >= timestamp_begin)
 
 
 def _as_list(token_ids):
