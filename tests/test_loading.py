@@ -247,3 +247,25 @@ def test_tied_lm_decoder_shares_the_embeddings(tmp_path_factory, tmp_path):
     assert "cls.predictions.decoder.weight" not in safe_open(str(tmp_path / "model.safetensors"), "pt").keys()
     untied = pretrained.BertForMaskedLM.from_pretrained(folder, tie_word_embeddings=False)
     assert untied.cls.predictions.decoder.weight is not untied.bert.embeddings.word_embeddings.weight
+
+
+def test_saved_files_get_the_umask_modes_not_private_temp_modes(bert_folder, tmp_path):
+    """Atomic writes go through temporary files; what they leave must have the modes a plain open() gives
+    under the user's umask (a model saved by one user is read by a server running as another), not the
+    0600 of mkstemp / 0700 of mkdtemp. Run under umask 027 in a child so the test process keeps its own."""
+    script = textwrap.dedent(f"""
+        import os
+        os.umask(0o027)
+        import pretrained
+        from pretrained.training.callbacks import TrainerState
+        model = pretrained.AutoModel.from_pretrained({bert_folder!r})
+        model.save_pretrained({str(tmp_path / "single")!r})
+        model.save_pretrained({str(tmp_path / "sharded")!r}, max_shard_size="20KB")
+        TrainerState(global_step=3).save_to_json({str(tmp_path / "trainer_state.json")!r})
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
+    modes = {os.path.relpath(os.path.join(root, n), tmp_path): os.stat(os.path.join(root, n)).st_mode & 0o777
+             for root, dirs, files in os.walk(tmp_path) for n in dirs + files}
+    assert len([p for p in modes if p.startswith("sharded")]) > 3  # the shards and their index
+    expected = {p: 0o750 if os.path.isdir(tmp_path / p) else 0o640 for p in modes}
+    assert {p: oct(m) for p, m in modes.items()} == {p: oct(m) for p, m in expected.items()}

@@ -30,12 +30,11 @@ import os
 import re
 import shutil
 import struct
-import tempfile
 
 import numpy as np
 
 from .errors import CheckpointError, InputError
-from .files import read_json_object
+from .files import new_temp_dir, read_json_object, seal_tree
 
 MODEL_FILE = "model.bin"
 BINARY_VERSIONS = range(2, 7)
@@ -447,7 +446,7 @@ def convert_ctranslate2(src: str | os.PathLike, dst: str | os.PathLike, dtype: s
 
     parent = os.path.dirname(dst)
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.converting-", dir=parent)
+    staging = new_temp_dir(parent, f".{os.path.basename(dst)}.converting-")
     try:
         from safetensors.torch import save_file
 
@@ -455,11 +454,7 @@ def convert_ctranslate2(src: str | os.PathLike, dst: str | os.PathLike, dtype: s
         for name, text in files.items():
             with open(os.path.join(staging, name), "w", encoding="utf-8") as f:
                 f.write(text)
-        for name in os.listdir(staging):
-            os.chmod(os.path.join(staging, name), 0o644)  # mkdtemp/mkstemp make private files; a model is not
-            with open(os.path.join(staging, name), "rb") as f:
-                os.fsync(f.fileno())
-        os.chmod(staging, 0o755)
+        seal_tree(staging)
         _swap_in(staging, dst)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -470,7 +465,7 @@ def _swap_in(staging: str, dst: str) -> None:
     """Rename the finished folder to `dst`; an old `dst` is moved aside first and removed after."""
     old = None
     if os.path.isdir(dst):
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.old-", dir=os.path.dirname(dst))
+        old = new_temp_dir(os.path.dirname(dst), f".{os.path.basename(dst)}.old-")
         os.rmdir(old)
         os.replace(dst, old)
     try:
@@ -497,7 +492,7 @@ def cached_conversion(src: str | os.PathLike, options=None) -> str:
     if os.path.isfile(os.path.join(folder, "model.safetensors")):
         return folder
     os.makedirs(root, exist_ok=True)
-    fresh = convert_ctranslate2(src, tempfile.mkdtemp(prefix=".converting-", dir=root))
+    fresh = convert_ctranslate2(src, new_temp_dir(root, ".converting-"))
     try:  # the first finished conversion wins; a rename onto a filled folder fails and ours is dropped
         os.rename(fresh, folder)
     except OSError:

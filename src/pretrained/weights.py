@@ -17,10 +17,10 @@ import os
 import pickle
 import re
 import shutil
-import tempfile
 from typing import Iterable
 
 from .errors import CheckpointError, InputError, UnsafeCheckpointError
+from .files import fsync_dir, new_temp_dir, seal
 
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -383,7 +383,7 @@ def save_state_dict(
     index_name = SAFE_WEIGHTS_INDEX_NAME if safe_serialization else WEIGHTS_INDEX_NAME
     os.makedirs(folder, exist_ok=True)
     names = [f"{base}.{ext}"] if len(shards) == 1 else _fresh_shard_names(folder, base, ext, len(shards))
-    staging = tempfile.mkdtemp(prefix=".saving-", dir=folder)
+    staging = new_temp_dir(folder, ".saving-")
     try:
         for name, shard in zip(names, shards):
             tmp = os.path.join(staging, name)
@@ -393,7 +393,7 @@ def save_state_dict(
                 save_file(shard, tmp, metadata={"format": "pt", **(metadata or {})})
             else:
                 torch.save(shard, tmp)
-            _fsync(tmp)
+            seal(tmp)
         written = list(names)
         if len(shards) > 1:
             index = {
@@ -403,12 +403,11 @@ def save_state_dict(
             with open(os.path.join(staging, index_name), "w", encoding="utf-8") as f:
                 json.dump(index, f, indent=2, sort_keys=True)
                 f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
+            seal(os.path.join(staging, index_name))
             written.append(index_name)
         for name in written:  # the last rename (index, or the single file) is the switch
             os.replace(os.path.join(staging, name), os.path.join(folder, name))
-        _fsync(folder)
+        fsync_dir(folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     _remove_stale_weights(folder, base, ext, keep=set(written))
@@ -422,14 +421,6 @@ def _fresh_shard_names(folder: str, base: str, ext: str, count: int) -> list[str
         tag = os.urandom(4).hex()
         plain = [f"{base}-{i + 1:05d}-of-{count:05d}-{tag}.{ext}" for i in range(count)]
     return plain
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove_stale_weights(folder: str, base: str, ext: str, keep: Iterable[str]) -> None:

@@ -41,6 +41,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from ..errors import ConfigError, InputError, PretrainedError, UnknownModelError, UnsupportedOptionError
+from ..files import atomic_write_text
 from .rewrites import rewrite_file
 
 DEFAULT_OPSET = 18  # dynamo's own opset; >= 17 keeps LayerNormalization one node for TensorRT and others
@@ -174,19 +175,13 @@ def export(model, output_dir: str | os.PathLike, task: str | None = None, opset:
     if validate:
         record["atol"], record["max_abs_diff"] = atol, worst
     _copy_companions(model, out, tokenizer, task)
-    write_text_atomic(out / EXPORT_FILE, json.dumps(record, indent=2) + "\n")
+    atomic_write_text(out / EXPORT_FILE, json.dumps(record, indent=2) + "\n")
     return out
 
 
 def graph_files(task: str) -> tuple[str, ...]:
     """The ONNX files an export of `task` writes."""
     return SEQ2SEQ_FILES if check_task(task) == SEQ2SEQ_TASK else (ONNX_FILE,)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _check_static_shapes(static_shapes, task: str):

@@ -18,7 +18,8 @@ import shutil
 from pathlib import Path
 
 from ..errors import CheckpointError, InputError
-from .onnx import EXPORT_FILE, ONNX_FILE, SEQ2SEQ_FILES, read_export_record, require, write_text_atomic
+from ..files import atomic_write_text
+from .onnx import EXPORT_FILE, ONNX_FILE, SEQ2SEQ_FILES, read_export_record, require
 
 MODES = ("dynamic-int8",)
 _COPIED = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
@@ -62,7 +63,7 @@ def quantize(folder: str | os.PathLike, output_dir: str | os.PathLike, mode: str
             shutil.copyfile(folder / name, out / name)
     record = read_export_record(folder)
     record["quantization"] = {"mode": mode, "per_channel": per_channel, "bytes_before": before, "bytes_after": after}
-    write_text_atomic(out / EXPORT_FILE, json.dumps(record, indent=2) + "\n")
+    atomic_write_text(out / EXPORT_FILE, json.dumps(record, indent=2) + "\n")
     return out
 
 

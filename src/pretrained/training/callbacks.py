@@ -11,11 +11,10 @@ import dataclasses
 import json
 import logging
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 
 from ..errors import ConfigError, InputError
+from ..files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -83,16 +82,7 @@ class TrainerState:
 
     def save_to_json(self, json_path: str) -> None:
         """Write atomically: a crash mid-write leaves the previous file whole."""
-        text = json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
-        folder = os.path.dirname(os.path.abspath(json_path))
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".trainer_state.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, json_path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        atomic_write_text(json_path, json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def load_from_json(cls, json_path: str) -> TrainerState:

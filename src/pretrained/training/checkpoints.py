@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, UnsafeCheckpointError
+from ..files import fsync_dir, seal_tree
 from ..modeling import own_class
 from . import distributed
 from .callbacks import TrainerState
@@ -91,12 +92,12 @@ def save_checkpoint(output_dir, step: int, model, optimizer=None, scheduler=None
         if args is not None:
             with open(os.path.join(staging, TRAINING_ARGS_NAME), "w", encoding="utf-8") as f:
                 f.write(args.to_json_string() + "\n")
-        _fsync_tree(staging)
+        seal_tree(staging)
         previous = _swap_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _fsync_dir(output_dir)
+    fsync_dir(output_dir)
     if previous is not None:
         shutil.rmtree(previous, ignore_errors=True)
     return target
@@ -148,25 +149,6 @@ def _remove_leftovers(output_dir: str) -> None:
             os.rename(path, original)
         else:
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _fsync_tree(folder: str) -> None:
-    """Flush every file to disk before the rename publishes them, so a power loss cannot publish empty files."""
-    for root, _, files in os.walk(folder):
-        for filename in files:
-            with open(os.path.join(root, filename), "rb") as f:
-                os.fsync(f.fileno())
-        _fsync_dir(root)
-
-
-def _fsync_dir(folder: str) -> None:
-    if not hasattr(os, "O_DIRECTORY"):  # Windows cannot open a folder to flush it
-        return
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- loading ---
