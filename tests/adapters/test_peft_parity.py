@@ -245,3 +245,46 @@ def test_gpt2_conv1d_layout(tmp_path):
     ours.merge_and_unload().save_pretrained(tmp_path / "merged")
     torch.testing.assert_close(logits(hf_base(tmp_path / "merged", "GPT2LMHeadModel"), x),
                                logits(reference.merge_and_unload(), x), atol=ATOL, rtol=0)
+
+
+def kept_for_backward_and_grads(model, x):
+    """(loss, {trainable name: grad}, bytes of the distinct storages autograd kept for backward) of one
+    training step with dropout on, from a fixed RNG state."""
+    kept = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        kept[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    torch.manual_seed(1)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = model(input_ids=x, labels=x).loss
+    loss.backward()
+    return loss, {n: p.grad for n, p in model.named_parameters() if p.requires_grad}, sum(kept.values())
+
+
+def test_training_step_equals_peft_and_keeps_less_for_backward(llama_dir, tmp_path):
+    """With lora_dropout on, one step draws the same dropout masks as PEFT (same RNG calls, same order) and
+    gives the same loss and adapter gradients; autograd keeps less: x once per input shared by q/k/v (and by
+    gate/up) plus a bool mask, where PEFT keeps dropout's float noise and the dropped copy per projection."""
+    config = dict(r=4, lora_alpha=8, lora_dropout=0.2, init_lora_weights=False, task_type="CAUSAL_LM",
+                  target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    reference = peft_adapter(llama_dir, "LlamaForCausalLM", tmp_path / "peft", **config).train()
+    ours = pretrained.PeftModel.from_pretrained(pretrained.AutoModelForCausalLM.from_pretrained(llama_dir),
+                                                tmp_path / "peft", is_trainable=True).train()
+    x = ids(TINY_LLAMA["vocab_size"], batch=4, length=32)
+    their_loss, their_grads, their_bytes = kept_for_backward_and_grads(reference, x)
+    our_loss, our_grads, our_bytes = kept_for_backward_and_grads(ours, x)
+    torch.testing.assert_close(our_loss, their_loss, atol=1e-6, rtol=0)
+    assert our_grads.keys() == their_grads.keys() and len(our_grads) == 2 * 7 * TINY_LLAMA["num_hidden_layers"]
+    for name, grad in their_grads.items():
+        torch.testing.assert_close(our_grads[name], grad, atol=1e-6, rtol=1e-5, msg=name)
+    # per layer and token: PEFT keeps 8 bytes per input element of each projection (q, k, v, o, gate, up read
+    # C-wide inputs, down an F-wide one); we keep 4 per element of the distinct inputs (attention norm,
+    # attention output, MLP norm, SwiGLU product) and a 1-byte mask per projection
+    tokens, C, F_ = x.numel(), TINY_LLAMA["hidden_size"], TINY_LLAMA["intermediate_size"]
+    peft_lora = 8 * (6 * C + F_)
+    ours_lora = 4 * (3 * C + F_) + 1 * (6 * C + F_)
+    saved = tokens * TINY_LLAMA["num_hidden_layers"] * (peft_lora - ours_lora)
+    assert their_bytes - our_bytes >= 0.9 * saved, (their_bytes, our_bytes, saved)
