@@ -174,3 +174,27 @@ def test_composable_masks():
     assert allowed.tolist() == [[abs(q - k) <= 2 and k < 5 for k in range(6)] for q in range(6)]
     windowed = masks.causal_mask(torch.ones(1, 6, dtype=torch.long), 6, 6, torch.float32, torch.device("cpu"), 3)
     assert (windowed[0, 0] == 0).tolist() == causal_window.tolist()
+
+
+def test_silu_and_mul_keeps_gate_and_up_only_with_the_same_gradients():
+    """The gated MLP's product under autograd: the same output and gradients bit for bit as silu(gate) * up,
+    and silu(gate) is not kept for backward (recomputed from gate)."""
+    gen = torch.Generator().manual_seed(0)
+    gate, up, grad = (torch.randn(3, 5, 8, generator=gen) for _ in range(3))
+
+    def run(fn):
+        g, u = gate.clone().requires_grad_(), up.clone().requires_grad_()
+        kept = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+            out = fn(g, u)
+        out.backward(grad)
+        return out.detach(), g.grad, u.grad, kept
+
+    plain = run(lambda g, u: torch.nn.functional.silu(g) * u)
+    lean = run(lambda g, u: layers.act_and_mul(torch.nn.functional.silu, g, u))
+    for a, b in zip(lean[:3], plain[:3]):
+        assert torch.equal(a, b)
+    assert len(lean[3]) == 2 and len(plain[3]) == 3
+    with torch.no_grad():  # outside autograd: the plain product
+        assert torch.equal(layers.act_and_mul(torch.nn.functional.silu, gate, up),
+                           torch.nn.functional.silu(gate) * up)

@@ -62,6 +62,30 @@ def get_activation(name: str, field: str = "hidden_act"):
     return ACT2FN[name]
 
 
+class _SiluAndMul(torch.autograd.Function):
+    """silu(gate) * up keeping only gate and up for backward: autograd's mul would keep silu(gate) too,
+    one more intermediate-wide tensor per token and layer. Recomputed, it gives the same values."""
+
+    @staticmethod
+    def forward(ctx, gate, up):
+        ctx.save_for_backward(gate, up)
+        return F.silu(gate) * up
+
+    @staticmethod
+    def backward(ctx, grad):
+        gate, up = ctx.saved_tensors
+        grad_gate = torch.ops.aten.silu_backward(grad * up, gate) if ctx.needs_input_grad[0] else None
+        grad_up = grad * F.silu(gate) if ctx.needs_input_grad[1] else None
+        return grad_gate, grad_up
+
+
+def act_and_mul(act, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """act(gate) * up, a gated MLP's product; with SiLU under autograd, without keeping silu(gate)."""
+    if act is F.silu and torch.is_grad_enabled() and (gate.requires_grad or up.requires_grad):
+        return _SiluAndMul.apply(gate, up)
+    return act(gate) * up
+
+
 def clamp_fp16(x: torch.Tensor) -> torch.Tensor:
     """The references' float16 overflow guard (T5 blocks, BART encoder layers): once an activation
     overflows to inf, clamp everything just inside the representable range. No Python branch on the

@@ -22,7 +22,8 @@ from ..configuration import PretrainedConfig
 from ..errors import ConfigError, InputError
 from ..heads import (CausalLMHead, DecoderSequenceClassificationHead, DecoderTokenClassificationHead,
                      QuestionAnsweringHead)
-from ..layers import RMSNorm, RotaryEmbedding, get_activation, projections, rope_parameters, rotate, signed_sin
+from ..layers import (RMSNorm, RotaryEmbedding, act_and_mul, get_activation, projections, rope_parameters, rotate,
+                      signed_sin)
 from ..masks import causal_mask
 from ..cache import forward_cache
 from ..modeling import PreTrainedModel, output_flags
@@ -191,7 +192,7 @@ class LlamaMLP(nn.Module):
 
     def forward(self, x):
         gate, up = projections(x, self.gate_proj, self.up_proj)
-        return self.down_proj(self.act(gate) * up)
+        return self.down_proj(act_and_mul(self.act, gate, up))
 
 
 class LlamaDecoderLayer(nn.Module):

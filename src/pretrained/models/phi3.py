@@ -13,7 +13,7 @@ from torch import nn
 
 from ..attention import attention_function
 from ..heads import CausalLMHead, DecoderSequenceClassificationHead, DecoderTokenClassificationHead
-from ..layers import get_activation, rope_parameters, rotate
+from ..layers import act_and_mul, get_activation, rope_parameters, rotate
 from .llama import LlamaConfig, LlamaDecoderLayer, LlamaModel, LlamaPreTrainedModel
 
 
@@ -82,7 +82,7 @@ class Phi3MLP(nn.Module):
 
     def forward(self, x):
         gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
-        return self.down_proj(self.act(gate) * up)
+        return self.down_proj(act_and_mul(self.act, gate, up))
 
 
 class Phi3DecoderLayer(LlamaDecoderLayer):
