@@ -236,3 +236,24 @@ def test_missing_projection_is_reported_by_its_checkpoint_name(pair):
     model, info = pretrained.AutoModelForCausalLM.from_pretrained(folder, state_dict=state, output_loading_info=True)
     assert sorted(info["missing_keys"]) == ["model.layers.0.self_attn.k_proj.weight", "model.layers.1.mlp.up_proj.weight"]
     assert not info["unexpected_keys"] and not any(p.is_meta for p in model.parameters())
+
+
+def test_training_cross_entropy_equals_torch_and_keeps_no_log_softmax():
+    """The heads' loss under autograd: F.cross_entropy's value and gradient (ignored rows, every row ignored),
+    keeping the logits and per-row numbers for backward, not a vocabulary-wide log-softmax."""
+    from pretrained.heads import cross_entropy
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(12, 50, generator=gen) * 4
+    for labels in (torch.randint(0, 50, (12,), generator=gen).masked_fill(torch.arange(12) % 5 == 0, -100),
+                   torch.full((12,), -100)):
+        a, b = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+        kept = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+            ours = cross_entropy(a, labels)
+        theirs = torch.nn.functional.cross_entropy(b, labels, ignore_index=-100)
+        torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0, equal_nan=True)
+        ours.backward()
+        theirs.backward()
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-7, rtol=0, equal_nan=True)
+        assert [t for t in kept if t.numel() == logits.numel()] == [a]  # the logits themselves, nothing else that size

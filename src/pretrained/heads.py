@@ -46,9 +46,40 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
 
+class _CrossEntropy(torch.autograd.Function):
+    """F.cross_entropy(logits, labels, ignore_index=-100) (mean over kept rows), keeping for backward the
+    logits, which the model's output holds anyway, and each row's log-sum-exp instead of the whole
+    log-softmax: one vocabulary-wide tensor less from the loss to the end of backward."""
+
+    @staticmethod
+    def forward(ctx, logits, labels):  # (N, V) float, (N,)
+        keep = labels != -100
+        target = labels.masked_fill(~keep, 0)
+        lse = torch.logsumexp(logits, dim=-1)  # (N,)
+        count = keep.sum()
+        loss = ((lse - logits.gather(1, target[:, None]).squeeze(1)) * keep).sum() / count
+        ctx.save_for_backward(logits, target, keep, lse, count)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, target, keep, lse, count = ctx.saved_tensors
+        probs = (logits - lse[:, None]).exp_()  # softmax, the gradient's one vocabulary-wide allocation
+        probs.scatter_add_(1, target[:, None], torch.full_like(lse[:, None], -1.0))
+        # ignored rows (all of them when count is 0, as torch's nll_loss does) get no gradient
+        return probs.mul_(torch.where(keep, grad / count, 0.0)[:, None]), None
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of (N, C) logits against (N,) labels; label -100 is ignored."""
+    if logits.dtype == torch.float32 and torch.is_grad_enabled() and logits.requires_grad:
+        return _CrossEntropy.apply(logits, labels)
+    return F.cross_entropy(logits, labels, ignore_index=-100)
+
+
 def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over every position; label -100 is ignored (padding, sub-words)."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.to(logits.device).reshape(-1), ignore_index=-100)
+    return cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.to(logits.device).reshape(-1))
 
 
 def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -58,7 +89,7 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     copy all of them, and their gradient twice, in the largest tensors of a training step."""
     logits = logits.float()
     labels = F.pad(labels[:, 1:], (0, 1), value=-100).to(logits.device)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+    return cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
 
 
 def span_loss(start_logits, end_logits, start_positions, end_positions) -> torch.Tensor:
