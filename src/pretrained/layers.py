@@ -74,8 +74,12 @@ class _SiluAndMul(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         gate, up = ctx.saved_tensors
-        grad_gate = torch.ops.aten.silu_backward(grad * up, gate) if ctx.needs_input_grad[0] else None
-        grad_up = grad * F.silu(gate) if ctx.needs_input_grad[1] else None
+        grad_gate = grad_up = None
+        if ctx.needs_input_grad[0]:
+            grad_gate = grad * up
+            torch.ops.aten.silu_backward.grad_input(grad_gate, gate, grad_input=grad_gate)  # in place
+        if ctx.needs_input_grad[1]:
+            grad_up = F.silu(gate).mul_(grad)
         return grad_gate, grad_up
 
 

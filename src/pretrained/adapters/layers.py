@@ -128,14 +128,15 @@ class LoraUpdate(torch.autograd.Function):
         grad_x = grad_A = grad_B = None
         if ctx.needs_input_grad[2]:
             grad_B = grad.reshape(-1, grad.shape[-1]).t() @ u.reshape(-1, u.shape[-1])  # (out, r)
+        # few input-sized buffers, reused in place: backward's temporaries are what fragments the heap
         noise = mask.to(x.dtype).div_(1 - p) if mask is not None else None
-        if ctx.needs_input_grad[1]:
-            dropped = x * noise if noise is not None else x
-            grad_A = grad_u.reshape(-1, grad_u.shape[-1]).t() @ dropped.reshape(-1, x.shape[-1])  # (r, in)
         if ctx.needs_input_grad[0]:
             grad_x = grad_u @ A
             if noise is not None:
-                grad_x = grad_x * noise
+                grad_x.mul_(noise)
+        if ctx.needs_input_grad[1]:
+            dropped = noise.mul_(x) if noise is not None else x
+            grad_A = grad_u.reshape(-1, grad_u.shape[-1]).t() @ dropped.reshape(-1, x.shape[-1])  # (r, in)
         return grad_x, grad_A, grad_B, None, None
 
 
