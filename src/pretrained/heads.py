@@ -48,26 +48,30 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
 
 class _CrossEntropy(torch.autograd.Function):
     """F.cross_entropy(logits, labels, ignore_index=-100) (mean over kept rows), keeping for backward the
-    logits, which the model's output holds anyway, and each row's log-sum-exp instead of the whole
+    logits, which the model's output holds anyway, and each row's max and log-sum-exp instead of the whole
     log-softmax: one vocabulary-wide tensor less from the loss to the end of backward."""
 
     @staticmethod
     def forward(ctx, logits, labels):  # (N, V) float, (N,)
         keep = labels != -100
         target = labels.masked_fill(~keep, 0)
-        lse = torch.logsumexp(logits, dim=-1)  # (N,)
+        # log-softmax = (x - max) - log(sum(exp(x - max))), with the reference kernel's rounding steps
+        top = logits.amax(dim=-1, keepdim=True)  # (N, 1)
+        log_sum = (logits - top).exp_().sum(-1, keepdim=True).log_()  # (N, 1)
         count = keep.sum()
-        loss = ((lse - logits.gather(1, target[:, None]).squeeze(1)) * keep).sum() / count
-        ctx.save_for_backward(logits, target, keep, lse, count)
+        picked = (logits.gather(1, target[:, None]) - top) - log_sum  # (N, 1) log-probability of the label
+        loss = -(picked.squeeze(1) * keep).sum() / count
+        ctx.save_for_backward(logits, target, keep, top, log_sum, count)
         return loss
 
     @staticmethod
     def backward(ctx, grad):
-        logits, target, keep, lse, count = ctx.saved_tensors
-        probs = (logits - lse[:, None]).exp_()  # softmax, the gradient's one vocabulary-wide allocation
-        probs.scatter_add_(1, target[:, None], torch.full_like(lse[:, None], -1.0))
+        logits, target, keep, top, log_sum, count = ctx.saved_tensors
         # ignored rows (all of them when count is 0, as torch's nll_loss does) get no gradient
-        return probs.mul_(torch.where(keep, grad / count, 0.0)[:, None]), None
+        weight = torch.where(keep, grad / count, 0.0)[:, None]  # (N, 1)
+        probs = (logits - top).sub_(log_sum).exp_()  # softmax, the gradient's one vocabulary-wide allocation
+        # log_softmax's backward: p * w, then -w added at the label (the order the reference rounds in)
+        return probs.mul_(weight).scatter_add_(1, target[:, None], -weight), None
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
