@@ -22,7 +22,7 @@ from torch import nn
 
 from . import conversion
 from .heads import CausalLMHead, causal_lm_loss
-from .layers import get_activation
+from .layers import act_and_mul, get_activation
 from .outputs import ModelOutput, finish
 
 
@@ -65,7 +65,8 @@ class Experts(nn.Module):
             pairs = order[start:start + n]
             tokens = pairs // k
             h = x[tokens]  # (n, C)
-            y = F.linear(self.act(F.linear(h, self.gate_proj[e])) * F.linear(h, self.up_proj[e]), self.down_proj[e])
+            y = F.linear(act_and_mul(self.act, F.linear(h, self.gate_proj[e]), F.linear(h, self.up_proj[e])),
+                         self.down_proj[e])
             out.index_add_(0, tokens, y * weights.reshape(-1)[pairs, None].to(y.dtype))
             start += n
         return out
