@@ -269,3 +269,18 @@ def test_saved_files_get_the_umask_modes_not_private_temp_modes(bert_folder, tmp
     assert len([p for p in modes if p.startswith("sharded")]) > 3  # the shards and their index
     expected = {p: 0o750 if os.path.isdir(tmp_path / p) else 0o640 for p in modes}
     assert {p: oct(m) for p, m in modes.items()} == {p: oct(m) for p, m in expected.items()}
+
+
+def test_umask_read_from_proc_and_from_a_probe_file_agree(monkeypatch):
+    """files.umask() reads /proc/self/status; where that is missing it creates a probe file instead."""
+    import builtins
+
+    from pretrained import files
+
+    expected = os.umask(0o022)
+    os.umask(expected)
+    assert files.umask() == expected
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: (_ for _ in ()).throw(OSError("no /proc"))
+                        if path == "/proc/self/status" else real_open(path, *a, **k))
+    assert files.umask() == expected

@@ -56,7 +56,8 @@ def new_temp_dir(folder: str, prefix: str) -> str:
 
 
 def umask() -> int:
-    """The process's umask, read without setting it (os.umask can only read by writing: a race with threads)."""
+    """The process's umask, read without setting it (os.umask can only read by writing: a race with threads);
+    where /proc is missing, a probe file gives its read/write bits, all that file modes use."""
     try:
         with open("/proc/self/status", encoding="ascii") as f:
             for line in f:
