@@ -72,10 +72,10 @@ def umask() -> int:
         os.unlink(probe)
 
 
-def seal(path: str) -> None:
+def seal(path: str, mode: int | None = None) -> None:
     """Ready a finished temporary file for the rename that publishes it: the mode a plain open() gives
-    (safetensors, like mkstemp, writes 0600), and its bytes flushed to disk."""
-    os.chmod(path, 0o666 & ~umask())
+    (safetensors, like mkstemp, writes 0600) unless `mode` is given, and its bytes flushed to disk."""
+    os.chmod(path, 0o666 & ~umask() if mode is None else mode)
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -85,9 +85,10 @@ def seal(path: str) -> None:
 
 def seal_tree(folder: str) -> None:
     """seal() every file under `folder`, and flush the folders themselves."""
+    mode = 0o666 & ~umask()  # read once for the whole tree
     for root, _, names in os.walk(folder):
         for name in names:
-            seal(os.path.join(root, name))
+            seal(os.path.join(root, name), mode)
         fsync_dir(root)
 
 
