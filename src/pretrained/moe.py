@@ -51,6 +51,8 @@ class Experts(nn.Module):
         if torch.compiler.is_compiling():  # the loop below reads counts: a traced step takes the gathered form
             return self.gathered(x, expert_ids, weights)
         N, k = expert_ids.shape
+        if N == 1:  # one token (batch-1 decoding): no grouping to do
+            return self.single(x, expert_ids, weights)
         flat_ids = expert_ids.reshape(-1)  # (N k,) token-choice pairs
         counts = torch.bincount(flat_ids, minlength=self.num_experts).tolist()
         hit = sum(n > 0 for n in counts)
@@ -64,11 +66,23 @@ class Experts(nn.Module):
                 continue
             pairs = order[start:start + n]
             tokens = pairs // k
-            h = x[tokens]  # (n, C)
-            y = F.linear(act_and_mul(self.act, F.linear(h, self.gate_proj[e]), F.linear(h, self.up_proj[e])),
-                         self.down_proj[e])
+            y = self.expert(x[tokens], e)  # (n, C)
             out.index_add_(0, tokens, y * weights.reshape(-1)[pairs, None].to(y.dtype))
             start += n
+        return out
+
+    def expert(self, h: torch.Tensor, e: int) -> torch.Tensor:
+        """Expert e on h (n, C) -> (n, C)."""
+        return F.linear(act_and_mul(self.act, F.linear(h, self.gate_proj[e]), F.linear(h, self.up_proj[e])),
+                        self.down_proj[e])
+
+    def single(self, x: torch.Tensor, expert_ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """One token, x (1, C): its k experts one after another, summed in expert order as the loop adds them
+        (the same float sums), without the loop's counting, sorting and scattering."""
+        out = None
+        for j, e in sorted(enumerate(expert_ids[0].tolist()), key=lambda pair: pair[1]):
+            y = self.expert(x, e) * weights[0, j]
+            out = y if out is None else out + y
         return out
 
     def expert_bytes(self) -> int:

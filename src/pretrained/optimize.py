@@ -103,15 +103,17 @@ class FusedProjection:
         self.modules = modules
         self.sizes = [m.out_features for m in modules]
         self.weight = torch.cat([m.weight.detach() for m in modules])
-        has_bias = [m.bias is not None for m in modules]
-        self.bias = torch.cat([m.bias.detach() for m in modules]) if all(has_bias) else None
+        # a member without a bias (Whisper's k_proj) gets zeros: its products are left as they are
+        self.bias = torch.cat([m.bias.detach() if m.bias is not None else m.weight.new_zeros(m.out_features)
+                               for m in modules]) if any(m.bias is not None for m in modules) else None
         # the same Parameter objects (an optimizer holding them keeps working) now viewing the fused tensor:
         # in-place updates of a part (an optimizer step) update the fused tensor too
         for m, w in zip(modules, self.weight.split(self.sizes)):
             m.weight.data = w
         if self.bias is not None:
             for m, b in zip(modules, self.bias.split(self.sizes)):
-                m.bias.data = b
+                if m.bias is not None:
+                    m.bias.data = b
         self.pointers = [m.weight.data_ptr() for m in modules]  # where each slice lives
 
     def serves(self, modules) -> bool:
@@ -153,7 +155,7 @@ def _fuse_projections(model: nn.Module) -> None:
                 continue
             first = parts[0]
             if all(isinstance(p, nn.Linear) and p.in_features == first.in_features and p.weight.dtype == first.weight.dtype
-                   and p.weight.device == first.weight.device and (p.bias is None) == (first.bias is None) for p in parts):
+                   and p.weight.device == first.weight.device for p in parts):
                 with torch.no_grad():
                     parts[0].fused_projection = FusedProjection(parts)
 

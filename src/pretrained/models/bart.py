@@ -22,9 +22,9 @@ from ..configuration import PretrainedConfig
 from ..errors import ConfigError, InputError
 from ..heads import (Seq2SeqLMHead, encode_decode, seq2seq_output, sequence_classification_loss, shift_tokens_right,
                      span_loss, token_loss)
-from ..layers import clamp_fp16, get_activation, sinusoidal_table
+from ..layers import clamp_fp16, get_activation, projections, sinusoidal_table
 from ..masks import causal_mask, padding_mask
-from ..cache import attention_kv, encoder_decoder_cache
+from ..cache import encoder_decoder_cache
 from ..modeling import PreTrainedModel, output_flags
 from ..stack import recomputes, run_layers
 from ..outputs import (BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput, Seq2SeqModelOutput,
@@ -135,7 +135,7 @@ class SinusoidalPositions(nn.Module):
 
 
 class BartAttention(nn.Module):
-    """Self-attention (cached as keys grow) or cross-attention (encoder keys projected once per generation)."""
+    """Self-attention: queries, keys and values from the same states, the keys cached as they grow."""
 
     def __init__(self, config, num_heads: int, layer_idx: int):
         super().__init__()
@@ -146,18 +146,39 @@ class BartAttention(nn.Module):
         self.q_proj = nn.Linear(config.d_model, config.d_model)
         self.out_proj = nn.Linear(config.d_model, config.d_model)
 
+    # pretrained.optimize may run these as one matmul at inference (see layers.projections)
+    fusable_projections = (("q_proj", "k_proj", "v_proj"),)
+
+    def split(self, t: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, H, T, D)."""
+        return t.view(t.shape[0], -1, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def qkv(self, x, encoder_states, cache, cache_position):
+        q, k, v = (self.split(t) for t in projections(x, self.q_proj, self.k_proj, self.v_proj))
+        if cache is not None:
+            k, v = cache.update(k, v, self.layer_idx, cache_position)  # (B, H, S, D)
+        return q, k, v
+
     def forward(self, x, mask, encoder_states=None, cache=None, cache_position=None, output_attentions=False,
                 is_causal=False):
         B, T, _ = x.shape
-        # (B, T, C) -> (B, H, T, D); encoder states may have fewer rows than x (see attention.attend)
-        split = lambda t: t.view(t.shape[0], -1, self.num_heads, self.head_dim).transpose(1, 2)  # noqa: E731
-        q = split(self.q_proj(x))
-        project = lambda s: (split(self.k_proj(s)), split(self.v_proj(s)))  # noqa: E731
-        k, v = attention_kv(x, encoder_states, project, cache, self.layer_idx, cache_position)  # (B, H, S, D)
+        q, k, v = self.qkv(x, encoder_states, cache, cache_position)
         backend = attention_function(self.config.attn_implementation, output_attentions)
         dropout = self.config.attention_dropout if self.training else 0.0
         y, weights = attend(backend, q, k, v, mask, scale=self.head_dim**-0.5, dropout=dropout, is_causal=is_causal)
         return self.out_proj(y.transpose(1, 2).reshape(B, T, -1)), weights
+
+
+class BartCrossAttention(BartAttention):
+    """Attention to the encoder states: their keys and values are projected once per cache (once per
+    generation). The encoder states may have fewer rows than x (see attention.attend)."""
+
+    fusable_projections = (("k_proj", "v_proj"),)
+
+    def qkv(self, x, encoder_states, cache, cache_position):
+        project = lambda: tuple(self.split(t) for t in projections(encoder_states, self.k_proj, self.v_proj))  # noqa: E731
+        k, v = cache.cross(self.layer_idx, project) if cache is not None else project()
+        return self.split(self.q_proj(x)), k, v
 
 
 class BartLayer(nn.Module):
@@ -171,7 +192,7 @@ class BartLayer(nn.Module):
         self.self_attn = BartAttention(config, heads, layer_idx)
         self.self_attn_layer_norm = nn.LayerNorm(config.d_model)
         if is_decoder:
-            self.encoder_attn = BartAttention(config, heads, layer_idx)
+            self.encoder_attn = BartCrossAttention(config, heads, layer_idx)
             self.encoder_attn_layer_norm = nn.LayerNorm(config.d_model)
         self.fc1 = nn.Linear(config.d_model, ffn)
         self.fc2 = nn.Linear(ffn, config.d_model)
