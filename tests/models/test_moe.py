@@ -68,6 +68,29 @@ def test_each_expert_path_equals_transformers(moe, name, path, monkeypatch):
     assert_generate_equal(ours, theirs, ids, mask)
 
 
+@pytest.mark.parametrize("name", ["mixtral", "qwen3_moe-norm-dense-window"])
+def test_one_token_at_a_time_equals_transformers(moe, name, monkeypatch):
+    """Batch-1 decoding routes one token per step, which runs its k experts directly (Experts.single, no
+    counting or scattering): logits fed token by token through the cache, and greedy tokens, equal transformers'."""
+    from pretrained import moe as moe_module
+
+    ours, theirs, _ = moe(name)
+    calls, single = [], moe_module.Experts.single
+    monkeypatch.setattr(moe_module.Experts, "single", lambda self, *args: calls.append(1) or single(self, *args))
+    ids, _ = left_padded(lengths=(9,))
+    with torch.no_grad():
+        full = theirs(ids).logits
+        cache, steps = None, []
+        for t in range(ids.shape[1]):
+            out = ours(ids[:, t:t + 1], past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+            steps.append(out.logits)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=ATOL, rtol=0)
+    assert calls  # the one-token path ran
+    kwargs = dict(max_new_tokens=12, do_sample=False, pad_token_id=0)
+    assert torch.equal(ours.generate(ids, **kwargs), theirs.generate(ids, **kwargs))
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_router_logits_aux_loss_and_loss(moe, name):
     ours, theirs, _ = moe(name)
