@@ -41,6 +41,8 @@ from pathlib import Path
 
 import torch
 
+import machine  # bench/machine.py: this script's folder is on sys.path
+
 SENTENCES = [
     "A man is playing a guitar on the street.", "The stock market fell sharply after the announcement.",
     "Where is the nearest train station?", "She finished her thesis on protein folding last spring.",
@@ -348,7 +350,7 @@ def main(argv=None) -> int:
     global clock
     clock = CLOCKS[args.clock]
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{machine.cpu()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as tmp:
         optimum = None if args.skip_minilm or args.skip_optimum else Optimum.start()
         try:

@@ -26,6 +26,8 @@ import time
 
 import torch
 
+import machine  # bench/machine.py: this script's folder is on sys.path
+
 QWEN3_06B = dict(vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
                  num_attention_heads=16, num_key_value_heads=8, head_dim=128, tie_word_embeddings=True,
                  rope_theta=1000000.0, rms_norm_eps=1e-6, bos_token_id=151643, eos_token_id=151645)
@@ -184,7 +186,7 @@ def main() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     torch.set_grad_enabled(False)
     copy_rate, read_bandwidth = bandwidths()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, a large copy moves {copy_rate / 1e9:.1f} GB/s, "
+    print(f"{machine.cpu()}, torch {torch.__version__}, {torch.get_num_threads()} threads, a large copy moves {copy_rate / 1e9:.1f} GB/s, "
           f"a large sum() reads {read_bandwidth / 1e9:.1f} GB/s; "
           f"greedy {NEW} new tokens from a {PROMPT}-token prompt, median of {args.reps}")
     for name in args.cases:

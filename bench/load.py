@@ -19,7 +19,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 LOAD_SCRIPT = r"""
 import json, sys, time

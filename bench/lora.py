@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train import LIVE_ENV, quiet_train, vm_hwm_mb  # noqa: E402  (the fine-tuning benchmark's helpers)
+import machine  # noqa: E402  (bench/machine.py)
 
 BATCH, LENGTH = 8, 256
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -112,7 +113,7 @@ def main() -> None:
     import peft
     import transformers
 
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}, "
+    print(f"{machine.cpu()}, torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}, "
           f"{torch.get_num_threads()} threads; {args.warmup} warm-up + {args.steps} timed steps, median of "
           f"{args.rounds} rounds", flush=True)
     libraries = ("pretrained", "transformers")

@@ -33,6 +33,8 @@ import sys
 import tempfile
 import time
 
+import machine  # bench/machine.py: this script's folder is on sys.path
+
 LIBRIVOX = "/usr/share/pocketsphinx/test/data/librivox"
 CASES = ("asr", "faster-whisper", "images", "log-mel", "pixels")
 
@@ -228,7 +230,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if not glob.glob(os.path.join(LIBRIVOX, "*.wav")) and {"asr", "faster-whisper", "log-mel"} & set(args.cases):
         sys.exit(f"{LIBRIVOX} is missing: apt-get install pocketsphinx-testdata")
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads, "
+    print(f"{machine.cpu()}, torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads, "
           f"medians of {args.rounds} alternating rounds", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for case in args.cases:

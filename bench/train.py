@@ -37,6 +37,8 @@ import time
 
 import torch
 
+import machine  # bench/machine.py: this script's folder is on sys.path
+
 # case -> (batch, sequence length)
 CASES = {"minilm": (32, 128), "gpt2": (4, 128)}
 
@@ -178,7 +180,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     import transformers
 
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads; "
+    print(f"{machine.cpu()}, torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads; "
           f"{args.warmup} warm-up + {args.steps} timed steps per round, median of {args.rounds} rounds", flush=True)
     for case in args.cases:
         run_case(case, args.warmup, args.steps, args.rounds, args.peak)
