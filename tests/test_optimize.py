@@ -137,3 +137,41 @@ def test_fusing_keeps_parameter_objects_so_an_optimizer_keeps_training_them(tmp_
         model.use_inference_optimizations = False
         model.eval()
         torch.testing.assert_close(fused, model(ids).logits, atol=1e-6, rtol=1e-6)
+
+
+def test_a_fused_group_may_mix_biased_and_bias_free_projections(tmp_path):
+    """Whisper's k_proj has no bias while q_proj and v_proj have one: self-attention fuses q/k/v and
+    cross-attention k/v anyway (zeros stand in for the missing bias), k_proj keeps no bias of its own,
+    and decoding gives the unfused model's logits."""
+    import pretrained
+    from pretrained.optimize import FusedProjection
+
+    config = pretrained.WhisperConfig(vocab_size=99, d_model=32, encoder_layers=1, decoder_layers=2,
+                                      encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=48,
+                                      decoder_ffn_dim=48, max_source_positions=30, max_target_positions=20,
+                                      decoder_start_token_id=1, pad_token_id=0, eos_token_id=2, bos_token_id=1)
+    torch.manual_seed(0)
+    pretrained.WhisperForConditionalGeneration(config).save_pretrained(tmp_path)
+    model = pretrained.WhisperForConditionalGeneration.from_pretrained(tmp_path)
+    reference = pretrained.WhisperForConditionalGeneration.from_pretrained(tmp_path)
+    reference.use_inference_optimizations = False
+    reference.eval()
+    layer = model.model.decoder.layers[0]
+    assert isinstance(layer.self_attn.q_proj.fused_projection, FusedProjection)
+    assert isinstance(layer.encoder_attn.k_proj.fused_projection, FusedProjection)
+    assert layer.self_attn.k_proj.bias is None and layer.encoder_attn.k_proj.bias is None
+    assert set(model.state_dict()) == set(reference.state_dict())
+    features = torch.randn(1, 80, 60)
+    decoder_ids = torch.tensor([[1, 5, 6, 7]])
+    calls = []
+    original = FusedProjection.__call__
+    FusedProjection.__call__ = lambda self, x: calls.append(1) or original(self, x)
+    try:
+        with torch.no_grad():
+            out = model(input_features=features, decoder_input_ids=decoder_ids).logits
+    finally:
+        FusedProjection.__call__ = original
+    assert len(calls) == 1 + 2 * 2  # the encoder layer's q/k/v; each decoder layer's q/k/v and cross k/v
+    with torch.no_grad():
+        torch.testing.assert_close(out, reference(input_features=features, decoder_input_ids=decoder_ids).logits,
+                                   atol=1e-5, rtol=1e-5)
