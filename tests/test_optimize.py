@@ -77,6 +77,27 @@ def test_linear_gradient_equals_nn_linear():
     torch.testing.assert_close(ours.weight.grad, ref.weight.grad)
 
 
+def fused_and_plain(cls, folder):
+    """The checkpoint in `folder` loaded twice: in eval mode with the inference optimisations (fused
+    projections), and in eval mode without them (the reference)."""
+    model, reference = cls.from_pretrained(folder), cls.from_pretrained(folder)
+    reference.use_inference_optimizations = False
+    return model, reference.eval()
+
+
+def fused_calls(run) -> tuple[object, int]:
+    """run()'s result under no_grad and how many fused projection calls it made."""
+    from pretrained.optimize import FusedProjection
+
+    calls, original = [], FusedProjection.__call__
+    FusedProjection.__call__ = lambda self, x: calls.append(1) or original(self, x)
+    try:
+        with torch.no_grad():
+            return run(), len(calls)
+    finally:
+        FusedProjection.__call__ = original
+
+
 def test_fused_projections_run_one_matmul_and_keep_every_key(tmp_path):
     import pretrained
     from pretrained.optimize import FusedProjection
@@ -85,25 +106,15 @@ def test_fused_projections_run_one_matmul_and_keep_every_key(tmp_path):
                                     num_attention_heads=4, num_key_value_heads=2)
     torch.manual_seed(0)
     pretrained.LlamaForCausalLM(config).save_pretrained(tmp_path)
-    model = pretrained.LlamaForCausalLM.from_pretrained(tmp_path)
-    reference = pretrained.LlamaForCausalLM.from_pretrained(tmp_path)
-    reference.use_inference_optimizations = False
-    reference.eval()
+    model, reference = fused_and_plain(pretrained.LlamaForCausalLM, tmp_path)
     attn = model.model.layers[0].self_attn
     fused = attn.q_proj.fused_projection
     assert isinstance(fused, FusedProjection) and attn.k_proj.weight.untyped_storage().data_ptr() == \
         attn.q_proj.weight.untyped_storage().data_ptr()  # one tensor, no second copy
     assert set(model.state_dict()) == set(reference.state_dict())
     ids = torch.tensor([[5, 6, 7, 8]])
-    calls = []
-    original = FusedProjection.__call__
-    FusedProjection.__call__ = lambda self, x: calls.append(1) or original(self, x)
-    try:
-        with torch.no_grad():
-            out = model(ids).logits
-    finally:
-        FusedProjection.__call__ = original
-    assert len(calls) == 4  # q/k/v and gate/up of two layers
+    out, calls = fused_calls(lambda: model(ids).logits)
+    assert calls == 4  # q/k/v and gate/up of two layers
     torch.testing.assert_close(out, reference(ids).logits, atol=1e-5, rtol=1e-5)
     model.save_pretrained(tmp_path / "again")  # slices of one tensor save as separate tensors
     assert set(pretrained.LlamaForCausalLM.from_pretrained(tmp_path / "again").state_dict()) == set(model.state_dict())
@@ -152,10 +163,7 @@ def test_a_fused_group_may_mix_biased_and_bias_free_projections(tmp_path):
                                       decoder_start_token_id=1, pad_token_id=0, eos_token_id=2, bos_token_id=1)
     torch.manual_seed(0)
     pretrained.WhisperForConditionalGeneration(config).save_pretrained(tmp_path)
-    model = pretrained.WhisperForConditionalGeneration.from_pretrained(tmp_path)
-    reference = pretrained.WhisperForConditionalGeneration.from_pretrained(tmp_path)
-    reference.use_inference_optimizations = False
-    reference.eval()
+    model, reference = fused_and_plain(pretrained.WhisperForConditionalGeneration, tmp_path)
     layer = model.model.decoder.layers[0]
     assert isinstance(layer.self_attn.q_proj.fused_projection, FusedProjection)
     assert isinstance(layer.encoder_attn.k_proj.fused_projection, FusedProjection)
@@ -163,15 +171,8 @@ def test_a_fused_group_may_mix_biased_and_bias_free_projections(tmp_path):
     assert set(model.state_dict()) == set(reference.state_dict())
     features = torch.randn(1, 80, 60)
     decoder_ids = torch.tensor([[1, 5, 6, 7]])
-    calls = []
-    original = FusedProjection.__call__
-    FusedProjection.__call__ = lambda self, x: calls.append(1) or original(self, x)
-    try:
-        with torch.no_grad():
-            out = model(input_features=features, decoder_input_ids=decoder_ids).logits
-    finally:
-        FusedProjection.__call__ = original
-    assert len(calls) == 1 + 2 * 2  # the encoder layer's q/k/v; each decoder layer's q/k/v and cross k/v
+    out, calls = fused_calls(lambda: model(input_features=features, decoder_input_ids=decoder_ids).logits)
+    assert calls == 1 + 2 * 2  # the encoder layer's q/k/v; each decoder layer's q/k/v and cross k/v
     with torch.no_grad():
         torch.testing.assert_close(out, reference(input_features=features, decoder_input_ids=decoder_ids).logits,
                                    atol=1e-5, rtol=1e-5)
