@@ -24,7 +24,7 @@ from ..heads import (Seq2SeqLMHead, encode_decode, seq2seq_output, sequence_clas
                      span_loss, token_loss)
 from ..layers import clamp_fp16, get_activation, projections, sinusoidal_table
 from ..masks import causal_mask, padding_mask
-from ..cache import encoder_decoder_cache
+from ..cache import attention_kv, encoder_decoder_cache
 from ..modeling import PreTrainedModel, output_flags
 from ..stack import recomputes, run_layers
 from ..outputs import (BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput, Seq2SeqModelOutput,
@@ -176,8 +176,8 @@ class BartCrossAttention(BartAttention):
     fusable_projections = (("k_proj", "v_proj"),)
 
     def qkv(self, x, encoder_states, cache, cache_position):
-        project = lambda: tuple(self.split(t) for t in projections(encoder_states, self.k_proj, self.v_proj))  # noqa: E731
-        k, v = cache.cross(self.layer_idx, project) if cache is not None else project()
+        project = lambda s: tuple(self.split(t) for t in projections(s, self.k_proj, self.v_proj))  # noqa: E731
+        k, v = attention_kv(x, encoder_states, project, cache, self.layer_idx)
         return self.split(self.q_proj(x)), k, v
 
 
