@@ -128,22 +128,42 @@ def _assert_close(got, expected):
         assert got == expected
 
 
-@pytest.mark.parametrize("family", ["roberta", "distilbert"])
-def test_roberta_and_distilbert_export(tmp_path, family):
-    if family == "roberta":
-        source = hf_checkpoint(tmp_path / "pt", "RobertaConfig", "RobertaForMaskedLM",
-                               **{**TINY_ENCODER, "type_vocab_size": 1, "pad_token_id": 1})
-        task, cls = "fill-mask", runtime.ORTModelForMaskedLM
-    else:
-        source = hf_checkpoint(tmp_path / "pt", "DistilBertConfig", "DistilBertForSequenceClassification",
-                               **TINY_DISTILBERT)
-        task, cls = "text-classification", runtime.ORTModelForSequenceClassification
+_SMALL = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+              max_position_embeddings=64, num_labels=3)
+OTHER_FAMILIES = {  # family -> (config, model class, config kwargs, task, the graph's inputs)
+    "roberta": ("RobertaConfig", "RobertaForMaskedLM", {**TINY_ENCODER, "type_vocab_size": 1, "pad_token_id": 1},
+                "fill-mask", ["input_ids", "attention_mask"]),
+    "xlm-roberta": ("XLMRobertaConfig", "XLMRobertaForSequenceClassification",
+                    {**_SMALL, "max_position_embeddings": 70, "pad_token_id": 1}, "text-classification",
+                    ["input_ids", "attention_mask"]),
+    "distilbert": ("DistilBertConfig", "DistilBertForSequenceClassification", TINY_DISTILBERT,
+                   "text-classification", ["input_ids", "attention_mask"]),
+    "mpnet": ("MPNetConfig", "MPNetForMaskedLM", {**_SMALL, "max_position_embeddings": 70}, "fill-mask",
+              ["input_ids", "attention_mask"]),
+    "deberta-v2": ("DebertaV2Config", "DebertaV2ForTokenClassification",
+                   {**_SMALL, "relative_attention": True, "position_buckets": 16, "pos_att_type": ["p2c", "c2p"],
+                    "max_relative_positions": 32, "position_biased_input": False, "type_vocab_size": 2},
+                   "token-classification", ["input_ids", "attention_mask", "token_type_ids"]),
+    "modernbert": ("ModernBertConfig", "ModernBertForSequenceClassification",
+                   {**_SMALL, "num_hidden_layers": 3, "global_attn_every_n_layers": 2, "local_attention": 4,
+                    "pad_token_id": 0}, "text-classification", ["input_ids", "attention_mask"]),
+}
+
+
+@pytest.mark.parametrize("family", list(OTHER_FAMILIES))
+def test_every_encoder_family_exports_with_dynamo(tmp_path, family):
+    config_name, model_name, kwargs, task, inputs = OTHER_FAMILIES[family]
+    source = hf_checkpoint(tmp_path / "pt", config_name, model_name, **kwargs)
     folder = export(source, tmp_path / "onnx", task=task)
-    ort_model = cls.from_pretrained(folder)
-    assert ort_model.input_names == ["input_ids", "attention_mask"]  # no token_type_ids in these families
+    assert json.loads((folder / "export.json").read_text())["exporter"] == "dynamo"
+    ort_model = ORT_CLASSES[task].from_pretrained(folder)
+    assert ort_model.input_names == inputs
     ours = getattr(auto, TASKS[task][0]).from_pretrained(source).eval()
     batch = _batch(ours.config.vocab_size)
     batch["input_ids"][:, 0] = 0  # RoBERTa's positions start after pad_token_id: a realistic first token
+    if "token_type_ids" in inputs:
+        batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])
+        batch["token_type_ids"][:, 5:] = 1  # a second segment
     with torch.no_grad():
         expected = ours(**batch).logits
     torch.testing.assert_close(ort_model(**batch).logits, expected, atol=1e-4, rtol=0)

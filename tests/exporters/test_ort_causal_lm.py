@@ -132,3 +132,36 @@ def test_generate_refuses_what_the_pytorch_model_refuses(exported):
         ours.generate(_prompt()[0], max_new_tokens=70)
     with pytest.raises(type(expected.value), match="max_position_embeddings=64"):
         ort_model.generate(_prompt()[0], max_new_tokens=70)
+
+
+_SMALL = dict(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+              intermediate_size=37, max_position_embeddings=64, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+OTHER_FAMILIES = {  # the rest of the decoders: the merged graph's greedy and beam tokens equal PyTorch's
+    "mistral": ("MistralConfig", "MistralForCausalLM", dict(_SMALL, sliding_window=None)),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", _SMALL),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", dict(_SMALL, head_dim=8)),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", _SMALL),
+    # a 4-token window over an 8-token prompt: the graph's sliding mask is exercised past the window
+    "gemma3_text": ("Gemma3TextConfig", "Gemma3ForCausalLM",
+                    dict(_SMALL, head_dim=8, sliding_window=4, layer_types=["sliding_attention", "full_attention"])),
+    "mixtral": ("MixtralConfig", "MixtralForCausalLM", dict(_SMALL, num_local_experts=4, num_experts_per_tok=2)),
+    "qwen3_moe": ("Qwen3MoeConfig", "Qwen3MoeForCausalLM",
+                  dict(_SMALL, head_dim=8, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16)),
+}
+
+
+@pytest.mark.parametrize("family", list(OTHER_FAMILIES))
+def test_every_decoder_family_exports_and_generates_pytorch_tokens(tmp_path, family):
+    config_name, model_name, kwargs = OTHER_FAMILIES[family]
+    source = hf_checkpoint(tmp_path / "pt", config_name, model_name, **kwargs)
+    folder = export(source, tmp_path / "onnx", task="text-generation")
+    assert json.loads((folder / "export.json").read_text())["exporter"] == "dynamo"
+    ours, ort_model = AutoModelForCausalLM.from_pretrained(source).eval(), ORTModelForCausalLM.from_pretrained(folder)
+    g = torch.Generator().manual_seed(7)
+    ids = torch.randint(3, 300, (2, 8), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0  # left padding
+    for options in (dict(do_sample=False), dict(num_beams=3, do_sample=False)):
+        expected = ours.generate(ids, attention_mask=mask, max_new_tokens=8, min_new_tokens=8, **options)
+        got = ort_model.generate(ids, attention_mask=mask, max_new_tokens=8, min_new_tokens=8, **options)
+        assert torch.equal(got, expected), options

@@ -73,13 +73,12 @@ TASK_ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-class
 # model_type -> the graph's text inputs; a family absent here is refused by name
 ENCODER_INPUTS = {
     "bert": ("input_ids", "attention_mask", "token_type_ids"),
-    "roberta": ("input_ids", "attention_mask"),
-    "distilbert": ("input_ids", "attention_mask"),
+    "deberta-v2": ("input_ids", "attention_mask", "token_type_ids"),
+    **{family: ("input_ids", "attention_mask") for family in ("roberta", "xlm-roberta", "distilbert", "mpnet",
+                                                              "modernbert")},
 }
-DECODER_INPUTS = {
-    "gpt2": ("input_ids", "attention_mask", "position_ids"),
-    "llama": ("input_ids", "attention_mask", "position_ids"),
-}
+DECODER_INPUTS = {family: ("input_ids", "attention_mask", "position_ids") for family in (
+    "gpt2", "llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text", "mixtral", "qwen3_moe")}
 SEQ2SEQ_INPUTS = {family: ("input_ids", "attention_mask") for family in ("t5", "mt5", "bart", "marian")}
 # a loaded model's class name suffix -> its task, when export() is not told
 _CLASS_SUFFIXES = (("ForMaskedLM", "fill-mask"), ("ForSequenceClassification", "text-classification"),

@@ -37,7 +37,8 @@ class RobertaEmbeddings(BertEmbeddings):
             T = inputs_embeds.shape[1]
             positions = torch.arange(self.padding_idx + 1, T + self.padding_idx + 1, device=inputs_embeds.device)[None]
             positions = positions.expand(inputs_embeds.shape[0], -1)
-        if int(positions.max()) >= self.max_positions:
+        # a traced graph (torch.export, ONNX) cannot branch on values; eager calls get the clear error
+        if not torch.compiler.is_compiling() and int(positions.max()) >= self.max_positions:
             raise InputError(
                 f"sequence length {int(positions.max()) - self.padding_idx} exceeds the {self.max_positions - self.padding_idx - 1} "
                 "positions this model has (max_position_embeddings minus the padding offset); truncate the input"
