@@ -99,6 +99,10 @@ class SequenceClassifierOutput(_HeadOutput):
     pass
 
 
+class ImageClassifierOutput(_HeadOutput):
+    pass
+
+
 class TokenClassifierOutput(_HeadOutput):
     pass
 

@@ -216,8 +216,8 @@ def test_validation_fails_when_the_graph_differs(tmp_path):
 
 def test_unsupported_task_and_architecture_are_named(tmp_path):
     source = hf_checkpoint(tmp_path / "pt", "BertConfig", "BertModel", **TINY_ENCODER)
-    with pytest.raises(UnknownModelError, match="task='image-classification' cannot be exported.*fill-mask"):
-        export(source, tmp_path / "out", task="image-classification")
+    with pytest.raises(UnknownModelError, match="task='object-detection' cannot be exported.*fill-mask"):
+        export(source, tmp_path / "out", task="object-detection")
     t5 = hf_checkpoint(tmp_path / "t5", "T5Config", "T5EncoderModel", vocab_size=99, d_model=32, d_kv=8, d_ff=37,
                        num_layers=1, num_heads=4)
     with pytest.raises(UnknownModelError, match="model_type='t5' has no ONNX export for task 'feature-extraction'.*bert"):
@@ -256,8 +256,8 @@ def test_cli_export(tmp_path, capsys):
     assert main(["export", "onnx", "--model", source, "--task", "token-classification", str(tmp_path / "out")]) == 0
     assert str(tmp_path / "out") in capsys.readouterr().out
     assert json.loads((tmp_path / "out" / "export.json").read_text())["task"] == "token-classification"
-    assert main(["export", "onnx", "--model", source, "--task", "image-classification", str(tmp_path / "bad")]) == 2
-    assert "task='image-classification' cannot be exported" in capsys.readouterr().err
+    assert main(["export", "onnx", "--model", source, "--task", "object-detection", str(tmp_path / "bad")]) == 2
+    assert "task='object-detection' cannot be exported" in capsys.readouterr().err
 
 
 @pytest.mark.slow

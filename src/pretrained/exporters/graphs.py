@@ -18,7 +18,8 @@ class EncoderGraph(nn.Module):
         self.input_names = tuple(input_names)
         self.output_names = tuple(output_names)
         axes = {0: "batch", 1: "sequence"}
-        self.dynamic_axes = {name: dict(axes) for name in self.input_names}
+        # images (B, C, H, W): only the batch varies, H and W are the config's
+        self.dynamic_axes = {name: {0: "batch"} if name == "pixel_values" else dict(axes) for name in self.input_names}
         self.output_axes = {name: dict(axes) if name != "logits" or _per_token(model) else {0: "batch"}
                             for name in self.output_names}
 
@@ -28,7 +29,7 @@ class EncoderGraph(nn.Module):
 
 
 def _per_token(model) -> bool:
-    return not type(model).__name__.endswith("ForSequenceClassification")
+    return not type(model).__name__.endswith(("ForSequenceClassification", "ForImageClassification"))
 
 
 def past_names(num_layers: int, prefix: str = "past_key_values") -> list[str]:

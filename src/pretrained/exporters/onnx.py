@@ -50,7 +50,7 @@ EXPORT_FILE = "export.json"
 # tokenizer files copied from the source folder when present
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
                    "vocab.json", "merges.txt", "added_tokens.json", "spiece.model", "sentencepiece.bpe.model",
-                   "tokenizer.model")
+                   "tokenizer.model", "preprocessor_config.json")  # the last: an image model's processor
 
 # task -> (Auto class, the graph's outputs)
 TASKS = {
@@ -59,6 +59,7 @@ TASKS = {
     "text-classification": ("AutoModelForSequenceClassification", ("logits",)),
     "token-classification": ("AutoModelForTokenClassification", ("logits",)),
     "question-answering": ("AutoModelForQuestionAnswering", ("start_logits", "end_logits")),
+    "image-classification": ("AutoModelForImageClassification", ("logits",)),
     "text-generation": ("AutoModelForCausalLM", ("logits",)),
     "text2text-generation": ("AutoModelForSeq2SeqLM", ("logits",)),
 }
@@ -76,12 +77,15 @@ ENCODER_INPUTS = {
     "deberta-v2": ("input_ids", "attention_mask", "token_type_ids"),
     **{family: ("input_ids", "attention_mask") for family in ("roberta", "xlm-roberta", "distilbert", "mpnet",
                                                               "modernbert")},
+    "vit": ("pixel_values",),  # feature-extraction and image-classification
 }
+IMAGE_TASKS = ("image-classification",)
 DECODER_INPUTS = {family: ("input_ids", "attention_mask", "position_ids") for family in (
     "gpt2", "llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text", "mixtral", "qwen3_moe")}
 SEQ2SEQ_INPUTS = {family: ("input_ids", "attention_mask") for family in ("t5", "mt5", "bart", "marian")}
 # a loaded model's class name suffix -> its task, when export() is not told
 _CLASS_SUFFIXES = (("ForMaskedLM", "fill-mask"), ("ForSequenceClassification", "text-classification"),
+                   ("ForImageClassification", "image-classification"),
                    ("ForTokenClassification", "token-classification"), ("ForQuestionAnswering", "question-answering"),
                    ("ForCausalLM", "text-generation"), ("LMHeadModel", "text-generation"),
                    ("ForConditionalGeneration", SEQ2SEQ_TASK), ("MTModel", SEQ2SEQ_TASK),
@@ -106,7 +110,13 @@ def graph_inputs(model_type: str, task: str) -> tuple[str, ...]:
     if model_type not in table:
         raise UnknownModelError(f"model_type={model_type!r} has no ONNX export for task {task!r}; "
                                 f"supported {kind} families: {', '.join(table)}")
-    return table[model_type]
+    inputs = table[model_type]
+    images = inputs == ("pixel_values",)
+    if (task in IMAGE_TASKS) != images and not (images and task == "feature-extraction"):
+        wanted = "an image" if task in IMAGE_TASKS else "a text"
+        raise UnknownModelError(f"model_type={model_type!r} has no ONNX export for task {task!r}: the task takes "
+                                f"{wanted} model, {model_type!r} reads {'images' if images else 'text'}")
+    return inputs
 
 
 def require(module: str):
@@ -146,6 +156,9 @@ def export(model, output_dir: str | os.PathLike, task: str | None = None, opset:
     task = check_task(task or _task_of(model))
     names = graph_inputs(model.config.model_type, task)
     static = _check_static_shapes(static_shapes, task)
+    if static and names == ("pixel_values",):
+        raise UnsupportedOptionError(f"static_shapes={static_shapes!r}: (batch, sequence) fixes a text graph; an "
+                                     "image graph's size is fixed by its config and its batch stays dynamic")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
@@ -242,6 +255,9 @@ def sample_inputs(config, task: str, input_names, batch: int, length: int, past:
     from .graphs import past_shapes
 
     g = torch.Generator().manual_seed(seed)
+    if tuple(input_names) == ("pixel_values",):  # images of the config's size; `length` does not apply
+        size = config.image_size
+        return {"pixel_values": torch.randn(batch, config.num_channels, size, size, generator=g)}
     vocab = getattr(config, "vocab_size", None)
     if not isinstance(vocab, int) or vocab < 4:
         raise ConfigError(f"config.vocab_size={vocab!r}; an export needs the vocabulary size to build sample inputs")

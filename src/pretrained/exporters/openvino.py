@@ -21,7 +21,7 @@ from ..errors import CheckpointError, UnsupportedOptionError
 from ..outputs import (BaseModelOutput, MaskedLMOutput, QuestionAnsweringModelOutput, SequenceClassifierOutput,
                        TokenClassifierOutput)
 from .onnx import ONNX_FILE
-from .runtime import CausalLMRuntime, RuntimeModel, Seq2SeqLMRuntime
+from .runtime import CausalLMRuntime, ImageClassificationRuntime, RuntimeModel, Seq2SeqLMRuntime
 
 
 def require_openvino():
@@ -120,6 +120,10 @@ class OVModelForTokenClassification(OVModel):
 class OVModelForQuestionAnswering(OVModel):
     task = "question-answering"
     output_class = QuestionAnsweringModelOutput
+
+
+class OVModelForImageClassification(ImageClassificationRuntime, OVModel):
+    pass
 
 
 class OVModelForCausalLM(CausalLMRuntime, OVModel):

@@ -25,8 +25,8 @@ from ..cache import encoder_decoder_cache
 from ..errors import CheckpointError, InputError, UnsupportedOptionError
 from ..generation.mixin import GenerationMixin
 from ..heads import Seq2SeqLMHead
-from ..outputs import (BaseModelOutput, CausalLMOutputWithPast, MaskedLMOutput, QuestionAnsweringModelOutput,
-                       Seq2SeqLMOutput, SequenceClassifierOutput, TokenClassifierOutput)
+from ..outputs import (BaseModelOutput, CausalLMOutputWithPast, ImageClassifierOutput, MaskedLMOutput,
+                       QuestionAnsweringModelOutput, Seq2SeqLMOutput, SequenceClassifierOutput, TokenClassifierOutput)
 from .graphs import cross_names, past_names
 from .onnx import (EXPORT_FILE, ONNX_FILE, SEQ2SEQ_FILES, export, graph_files, load_for_task, read_export_record,
                    require)
@@ -116,6 +116,10 @@ class RuntimeModel:
     @property
     def device(self) -> torch.device:
         return torch.device("cpu")  # outputs always come back as CPU tensors, whatever the provider
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float32  # the float inputs (pixels, features) an export takes; int8 graphs quantize inside
 
     def to(self, device):
         if torch.device(device).type != "cpu":
@@ -268,7 +272,7 @@ def _local_folder(model_id_or_path, files: tuple[str, ...]) -> str:
         resolve_file(name, file_name + ".data", required=False)
     for optional in (EXPORT_FILE, "generation_config.json", "tokenizer.json",
                      "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt",
-                     "spiece.model", "sentencepiece.bpe.model", "source.spm", "target.spm"):
+                     "spiece.model", "sentencepiece.bpe.model", "source.spm", "target.spm", "preprocessor_config.json"):
         resolve_file(name, optional, required=False)
     resolve_file(name, "config.json")
     return os.path.dirname(graph)
@@ -313,6 +317,21 @@ class ORTModelForTokenClassification(ORTModel):
 class ORTModelForQuestionAnswering(ORTModel):
     task = "question-answering"
     output_class = QuestionAnsweringModelOutput
+
+
+class ImageClassificationRuntime:
+    """An image classifier's graph: pixel_values (B, C, H, W) at the config's size -> logits (B, num_labels)."""
+
+    task = "image-classification"
+    output_class = ImageClassifierOutput
+
+    def forward(self, pixel_values=None, output_attentions=None, output_hidden_states=None, return_dict=None):
+        return super().forward(pixel_values=pixel_values, output_attentions=output_attentions,
+                               output_hidden_states=output_hidden_states, return_dict=return_dict)
+
+
+class ORTModelForImageClassification(ImageClassificationRuntime, ORTModel):
+    pass
 
 
 class CausalLMRuntime(GenerationMixin):

@@ -21,9 +21,9 @@ from ..heads import sequence_classification_loss
 from ..layers import get_activation, projections
 from ..masks import causal_mask
 from ..modeling import PreTrainedModel, output_flags
-from ..outputs import BaseModelOutputWithPooling, ModelOutput, Tensor, Tensors, finish
+from ..outputs import BaseModelOutputWithPooling, ImageClassifierOutput, ModelOutput, Tensor, Tensors, finish
 from ..stack import run_layers
-from .vit import ImageClassifierOutput, interpolate_positions
+from .vit import interpolate_positions
 
 
 class _CLIPTowerConfig(PretrainedConfig):

@@ -7,8 +7,6 @@ BERT's, but each block normalises before attention and MLP (`layernorm_before`, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,7 +16,7 @@ from ..errors import ConfigError, InputError
 from ..heads import sequence_classification_loss
 from ..layers import get_activation
 from ..modeling import PreTrainedModel, output_flags
-from ..outputs import BaseModelOutputWithPooling, ModelOutput, Tensor, Tensors, finish
+from ..outputs import BaseModelOutputWithPooling, ImageClassifierOutput, finish
 from ..stack import run_layers
 from .bert import BertIntermediate, BertSelfAttention
 
@@ -36,14 +34,6 @@ def interpolate_positions(table: torch.Tensor, height: int, width: int, patch: i
     grid = patch_pos.reshape(1, side, side, dim).permute(0, 3, 1, 2)  # (1, C, side, side)
     grid = F.interpolate(grid, size=(height // patch, width // patch), mode="bicubic", align_corners=False)
     return torch.cat([cls_pos, grid.permute(0, 2, 3, 1).reshape(1, -1, dim)], dim=1)
-
-
-@dataclass
-class ImageClassifierOutput(ModelOutput):
-    loss: Tensor = None
-    logits: Tensor = None  # (B, num_labels)
-    hidden_states: Tensors = None
-    attentions: Tensors = None
 
 
 class ViTConfig(PretrainedConfig):
