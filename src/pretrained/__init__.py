@@ -316,6 +316,7 @@ _EXPORTS = {
     "ORTModelForImageClassification": "exporters.runtime",
     "ORTModelForCausalLM": "exporters.runtime",
     "ORTModelForSeq2SeqLM": "exporters.runtime",
+    "ORTModelForSpeechSeq2Seq": "exporters.runtime",
     "OVModelForFeatureExtraction": "exporters.openvino",
     "OVModelForMaskedLM": "exporters.openvino",
     "OVModelForSequenceClassification": "exporters.openvino",
@@ -324,6 +325,7 @@ _EXPORTS = {
     "OVModelForImageClassification": "exporters.openvino",
     "OVModelForCausalLM": "exporters.openvino",
     "OVModelForSeq2SeqLM": "exporters.openvino",
+    "OVModelForSpeechSeq2Seq": "exporters.openvino",
     "quantize_linear_int8": "int8",
 }
 

@@ -35,8 +35,12 @@ def special_tokens():
 
 @pytest.fixture(scope="module")
 def asr_folder(tmp_path_factory):
+    return write_asr_checkpoint(tmp_path_factory.mktemp("whisper-asr"))
+
+
+def write_asr_checkpoint(path):
+    """A tiny random Whisper (transformers), its feature extractor and a word-level tokenizer, saved in `path`."""
     torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("whisper-asr")
     model = transformers.WhisperForConditionalGeneration(transformers.WhisperConfig(**TINY, tie_word_embeddings=False))
     with torch.no_grad():
         model.proj_out.weight.normal_(0, 1.0)

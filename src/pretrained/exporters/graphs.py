@@ -124,47 +124,53 @@ def _pairs(flat) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
 
 
-def _first_decoder_step(model, input_ids, attention_mask, encoder_outputs=None):
-    """Run a seq2seq model's decoder one step from token 0 with a fresh cache; -> (encoder outputs, cache).
+def _first_decoder_step(model, encoder_inputs: dict):
+    """Run a seq2seq model's encoder on `encoder_inputs` (input_ids and attention_mask, or Whisper's
+    input_features), then its decoder one step from token 0 with a fresh cache; -> (encoder outputs, cache).
     The cache's cross part then holds every decoder layer's projected encoder keys/values."""
     from ..cache import EncoderDecoderCache
 
-    if encoder_outputs is None:
-        encoder_outputs = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+    encoder_outputs = model.get_encoder()(**encoder_inputs, return_dict=True)
+    hidden = encoder_outputs.last_hidden_state
     cache = EncoderDecoderCache(ListCache(), ListCache())
-    model(encoder_outputs=encoder_outputs, attention_mask=attention_mask, past_key_values=cache, use_cache=True,
-          decoder_input_ids=torch.zeros_like(input_ids[:, :1]), return_dict=True)
+    model(encoder_outputs=encoder_outputs, attention_mask=encoder_inputs.get("attention_mask"), past_key_values=cache,
+          use_cache=True, decoder_input_ids=hidden.new_zeros((hidden.shape[0], 1), dtype=torch.long), return_dict=True)
     return encoder_outputs, cache
 
 
 def decoder_geometry(model) -> tuple[int, int, int]:
     """(decoder layers, heads, head_dim) of a seq2seq model, read from the cache of one real step, so no
     family's config names are needed."""
+    config = model.config
+    if getattr(model, "main_input_name", "input_ids") == "input_features":  # Whisper: one window of features
+        inputs = {"input_features": torch.zeros(1, config.num_mel_bins, 2 * config.max_source_positions)}
+    else:
+        inputs = {"input_ids": torch.ones(1, 2, dtype=torch.long), "attention_mask": torch.ones(1, 2, dtype=torch.long)}
     with torch.no_grad():
-        _, cache = _first_decoder_step(model, torch.ones(1, 2, dtype=torch.long), torch.ones(1, 2, dtype=torch.long))
+        _, cache = _first_decoder_step(model, inputs)
     k = cache.cross_attention_cache[0][0]  # (1, H, S, D)
     return len(cache.cross_attention_cache), k.shape[1], k.shape[3]
 
 
 class Seq2SeqEncoderGraph(nn.Module):
-    """(input_ids, attention_mask) -> (last_hidden_state, cross.{i}.key/value ...): the encoder, plus each
-    decoder layer's cross-attention keys/values (B, H, S, D), projected here once per prompt so the
-    decoder graph never recomputes them. (The one decoder step that projects them has no other output;
-    the exporter's optimiser drops the rest of it.)"""
+    """(input_ids, attention_mask) or Whisper's (input_features) -> (last_hidden_state, cross.{i}.key/value ...):
+    the encoder, plus each decoder layer's cross-attention keys/values (B, H, S, D), projected here once per
+    prompt so the decoder graph never recomputes them. (The one decoder step that projects them has no other
+    output; the exporter's optimiser drops the rest of it.)"""
 
-    input_names = ("input_ids", "attention_mask")
-
-    def __init__(self, model, num_layers: int):
+    def __init__(self, model, num_layers: int, input_names: tuple[str, ...] = ("input_ids", "attention_mask")):
         super().__init__()
         self.model = model
+        self.input_names = tuple(input_names)
         self.output_names = ("last_hidden_state", *cross_names(num_layers))
-        self.dynamic_axes = {name: {0: "batch", 1: "encoder_sequence"} for name in self.input_names}
+        # features (B, mel bins, frames): a full window, only the batch varies
+        self.dynamic_axes = {name: {0: "batch"} if name == "input_features" else {0: "batch", 1: "encoder_sequence"}
+                             for name in self.input_names}
         self.output_axes = {"last_hidden_state": {0: "batch", 1: "encoder_sequence"},
                             **{name: {0: "batch", 2: "encoder_sequence"} for name in cross_names(num_layers)}}
 
     def forward(self, *inputs: torch.Tensor):  # varargs, as every graph: see onnx._run_exporter
-        input_ids, attention_mask = inputs
-        encoder_outputs, cache = _first_decoder_step(self.model, input_ids, attention_mask)
+        encoder_outputs, cache = _first_decoder_step(self.model, dict(zip(self.input_names, inputs)))
         return (encoder_outputs.last_hidden_state, *(t for kv in cache.cross_attention_cache.kv for t in kv))
 
 

@@ -48,9 +48,11 @@ DEFAULT_OPSET = 18  # dynamo's own opset; >= 17 keeps LayerNormalization one nod
 DEFAULT_ATOL = 1e-4
 EXPORT_FILE = "export.json"
 # tokenizer files copied from the source folder when present
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+# copied beside the graphs: the tokenizer, and the image / audio processor (transformers 5 writes
+# processor_config.json, 4.x preprocessor_config.json)
+COMPANION_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
                    "vocab.json", "merges.txt", "added_tokens.json", "spiece.model", "sentencepiece.bpe.model",
-                   "tokenizer.model", "preprocessor_config.json")  # the last: an image model's processor
+                   "tokenizer.model", "source.spm", "target.spm", "preprocessor_config.json", "processor_config.json")
 
 # task -> (Auto class, the graph's outputs)
 TASKS = {
@@ -62,15 +64,18 @@ TASKS = {
     "image-classification": ("AutoModelForImageClassification", ("logits",)),
     "text-generation": ("AutoModelForCausalLM", ("logits",)),
     "text2text-generation": ("AutoModelForSeq2SeqLM", ("logits",)),
+    "automatic-speech-recognition": ("AutoModelForSpeechSeq2Seq", ("logits",)),
 }
 SEQ2SEQ_TASK = "text2text-generation"
-GENERATING_TASKS = ("text-generation", SEQ2SEQ_TASK)
+SPEECH_TASK = "automatic-speech-recognition"  # Whisper: a seq2seq export whose encoder reads log-mel features
+ENCODER_DECODER_TASKS = (SEQ2SEQ_TASK, SPEECH_TASK)
+GENERATING_TASKS = ("text-generation", *ENCODER_DECODER_TASKS)
 ONNX_FILE = "model.onnx"
 # a seq2seq export's two graphs; see graphs.Seq2SeqEncoderGraph / Seq2SeqDecoderGraph
 SEQ2SEQ_FILES = ("encoder_model.onnx", "decoder_model.onnx")
 TASK_ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification",
                 "default": "feature-extraction", "causal-lm": "text-generation", "summarization": SEQ2SEQ_TASK,
-                "translation": SEQ2SEQ_TASK, "seq2seq-lm": SEQ2SEQ_TASK}
+                "translation": SEQ2SEQ_TASK, "seq2seq-lm": SEQ2SEQ_TASK, "asr": SPEECH_TASK}
 # model_type -> the graph's text inputs; a family absent here is refused by name
 ENCODER_INPUTS = {
     "bert": ("input_ids", "attention_mask", "token_type_ids"),
@@ -83,6 +88,7 @@ IMAGE_TASKS = ("image-classification",)
 DECODER_INPUTS = {family: ("input_ids", "attention_mask", "position_ids") for family in (
     "gpt2", "llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text", "mixtral", "qwen3_moe")}
 SEQ2SEQ_INPUTS = {family: ("input_ids", "attention_mask") for family in ("t5", "mt5", "bart", "marian")}
+SPEECH_INPUTS = {"whisper": ("input_features",)}  # (B, mel bins, 2 x max_source_positions): 30 s of audio
 # a loaded model's class name suffix -> its task, when export() is not told
 _CLASS_SUFFIXES = (("ForMaskedLM", "fill-mask"), ("ForSequenceClassification", "text-classification"),
                    ("ForImageClassification", "image-classification"),
@@ -105,8 +111,9 @@ def check_task(task: str) -> str:
 
 def graph_inputs(model_type: str, task: str) -> tuple[str, ...]:
     """The graph's input names for a family and task; refuses a pair that has no export."""
-    kind = {"text-generation": "decoder", SEQ2SEQ_TASK: "encoder-decoder"}.get(task, "encoder")
-    table = {"decoder": DECODER_INPUTS, "encoder-decoder": SEQ2SEQ_INPUTS, "encoder": ENCODER_INPUTS}[kind]
+    kind = {"text-generation": "decoder", SEQ2SEQ_TASK: "encoder-decoder", SPEECH_TASK: "speech"}.get(task, "encoder")
+    table = {"decoder": DECODER_INPUTS, "encoder-decoder": SEQ2SEQ_INPUTS, "speech": SPEECH_INPUTS,
+             "encoder": ENCODER_INPUTS}[kind]
     if model_type not in table:
         raise UnknownModelError(f"model_type={model_type!r} has no ONNX export for task {task!r}; "
                                 f"supported {kind} families: {', '.join(table)}")
@@ -193,7 +200,7 @@ def export(model, output_dir: str | os.PathLike, task: str | None = None, opset:
 
 def graph_files(task: str) -> tuple[str, ...]:
     """The ONNX files an export of `task` writes."""
-    return SEQ2SEQ_FILES if check_task(task) == SEQ2SEQ_TASK else (ONNX_FILE,)
+    return SEQ2SEQ_FILES if check_task(task) in ENCODER_DECODER_TASKS else (ONNX_FILE,)
 
 
 def _check_static_shapes(static_shapes, task: str):
@@ -222,6 +229,8 @@ def load_for_task(name_or_path, task: str | None):
 
 def _task_of(model) -> str:
     name = type(model).__name__
+    if name.endswith("ForConditionalGeneration") and getattr(model, "main_input_name", "") == "input_features":
+        return SPEECH_TASK  # Whisper: generates text from audio features
     for suffix, task in _CLASS_SUFFIXES:
         if name.endswith(suffix):
             return task
@@ -232,9 +241,10 @@ def _graph_modules(model, task: str, input_names: tuple[str, ...]) -> list:
     """[(file name, the torch module traced into it)]: one graph, or a seq2seq model's encoder and decoder."""
     from .graphs import DecoderGraph, EncoderGraph, Seq2SeqDecoderGraph, Seq2SeqEncoderGraph, decoder_geometry
 
-    if task == SEQ2SEQ_TASK:
+    if task in ENCODER_DECODER_TASKS:
         geometry = decoder_geometry(model)
-        return list(zip(SEQ2SEQ_FILES, (Seq2SeqEncoderGraph(model, geometry[0]), Seq2SeqDecoderGraph(model, geometry))))
+        encoder = Seq2SeqEncoderGraph(model, geometry[0], input_names)
+        return list(zip(SEQ2SEQ_FILES, (encoder, Seq2SeqDecoderGraph(model, geometry))))
     if task == "text-generation":
         return [(ONNX_FILE, DecoderGraph(model, input_names))]
     return [(ONNX_FILE, EncoderGraph(model, input_names, TASKS[task][1]))]
@@ -244,7 +254,7 @@ def _sample(graph, config, task: str, input_names, batch: int, length: int, past
     """Sample inputs for `graph`: its own when it builds them (the seq2seq decoder), else sample_inputs'."""
     if hasattr(graph, "sample"):
         return graph.sample(batch, length, past=past, seed=seed)
-    graph_task = "feature-extraction" if task == SEQ2SEQ_TASK else task  # the seq2seq encoder takes text only
+    graph_task = "feature-extraction" if task in ENCODER_DECODER_TASKS else task  # the encoder graph: no past
     return sample_inputs(config, graph_task, input_names, batch, length, past=past, seed=seed)
 
 
@@ -258,6 +268,9 @@ def sample_inputs(config, task: str, input_names, batch: int, length: int, past:
     if tuple(input_names) == ("pixel_values",):  # images of the config's size; `length` does not apply
         size = config.image_size
         return {"pixel_values": torch.randn(batch, config.num_channels, size, size, generator=g)}
+    if tuple(input_names) == ("input_features",):  # log-mel features of a full window; `length` does not apply
+        frames = 2 * config.max_source_positions
+        return {"input_features": torch.randn(batch, config.num_mel_bins, frames, generator=g)}
     vocab = getattr(config, "vocab_size", None)
     if not isinstance(vocab, int) or vocab < 4:
         raise ConfigError(f"config.vocab_size={vocab!r}; an export needs the vocabulary size to build sample inputs")
@@ -373,17 +386,17 @@ def _copy_companions(model, out: Path, tokenizer, task: str) -> None:
         generation_config.save_pretrained(out)
     if tokenizer is not None:
         if isinstance(tokenizer, (str, os.PathLike)):
-            _copy_tokenizer_files(Path(tokenizer), out)
+            _copy_companion_files(Path(tokenizer), out)
         else:
             tokenizer.save_pretrained(out)
         return
     source = getattr(model, "name_or_path", None)
     if source and os.path.isdir(source):
-        _copy_tokenizer_files(Path(source), out)
+        _copy_companion_files(Path(source), out)
 
 
-def _copy_tokenizer_files(source: Path, out: Path) -> None:
-    for name in TOKENIZER_FILES:
+def _copy_companion_files(source: Path, out: Path) -> None:
+    for name in COMPANION_FILES:
         if (source / name).is_file() and source.resolve() != out.resolve():
             shutil.copyfile(source / name, out / name)
 

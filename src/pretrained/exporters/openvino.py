@@ -21,7 +21,7 @@ from ..errors import CheckpointError, UnsupportedOptionError
 from ..outputs import (BaseModelOutput, MaskedLMOutput, QuestionAnsweringModelOutput, SequenceClassifierOutput,
                        TokenClassifierOutput)
 from .onnx import ONNX_FILE
-from .runtime import CausalLMRuntime, ImageClassificationRuntime, RuntimeModel, Seq2SeqLMRuntime
+from .runtime import CausalLMRuntime, ImageClassificationRuntime, RuntimeModel, Seq2SeqLMRuntime, SpeechSeq2SeqRuntime
 
 
 def require_openvino():
@@ -132,3 +132,7 @@ class OVModelForCausalLM(CausalLMRuntime, OVModel):
 
 class OVModelForSeq2SeqLM(Seq2SeqLMRuntime, OVModel):
     """A seq2seq model exported with task text2text-generation, run by OpenVINO; see runtime.Seq2SeqLMRuntime."""
+
+
+class OVModelForSpeechSeq2Seq(SpeechSeq2SeqRuntime, OVModel):
+    """Whisper exported with task automatic-speech-recognition, run by OpenVINO; see runtime.SpeechSeq2SeqRuntime."""

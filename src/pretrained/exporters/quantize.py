@@ -19,12 +19,10 @@ from pathlib import Path
 
 from ..errors import CheckpointError, InputError
 from ..files import atomic_write_text
-from .onnx import EXPORT_FILE, ONNX_FILE, SEQ2SEQ_FILES, read_export_record, require
+from .onnx import COMPANION_FILES, EXPORT_FILE, ONNX_FILE, SEQ2SEQ_FILES, read_export_record, require
 
 MODES = ("dynamic-int8",)
-_COPIED = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-           "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt", "added_tokens.json",
-           "spiece.model", "sentencepiece.bpe.model", "tokenizer.model", "source.spm", "target.spm")
+_COPIED = ("config.json", "generation_config.json", *COMPANION_FILES)
 
 
 def quantize(folder: str | os.PathLike, output_dir: str | os.PathLike, mode: str = "dynamic-int8",

@@ -25,11 +25,12 @@ from ..cache import encoder_decoder_cache
 from ..errors import CheckpointError, InputError, UnsupportedOptionError
 from ..generation.mixin import GenerationMixin
 from ..heads import Seq2SeqLMHead
+from ..models.whisper import WhisperGenerationMixin
 from ..outputs import (BaseModelOutput, CausalLMOutputWithPast, ImageClassifierOutput, MaskedLMOutput,
                        QuestionAnsweringModelOutput, Seq2SeqLMOutput, SequenceClassifierOutput, TokenClassifierOutput)
 from .graphs import cross_names, past_names
-from .onnx import (EXPORT_FILE, ONNX_FILE, SEQ2SEQ_FILES, export, graph_files, load_for_task, read_export_record,
-                   require)
+from .onnx import (COMPANION_FILES, EXPORT_FILE, ONNX_FILE, SEQ2SEQ_FILES, export, graph_files, load_for_task,
+                   read_export_record, require)
 
 _LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
            "all": "ORT_ENABLE_ALL"}
@@ -270,9 +271,7 @@ def _local_folder(model_id_or_path, files: tuple[str, ...]) -> str:
     for file_name in files:
         graph = resolve_file(name, file_name)
         resolve_file(name, file_name + ".data", required=False)
-    for optional in (EXPORT_FILE, "generation_config.json", "tokenizer.json",
-                     "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt",
-                     "spiece.model", "sentencepiece.bpe.model", "source.spm", "target.spm", "preprocessor_config.json"):
+    for optional in (EXPORT_FILE, "generation_config.json", *COMPANION_FILES):
         resolve_file(name, optional, required=False)
     resolve_file(name, "config.json")
     return os.path.dirname(graph)
@@ -439,18 +438,24 @@ class _GraphEncoder:
     def __init__(self, model):
         self.model = model
 
-    def __call__(self, input_ids=None, attention_mask=None, inputs_embeds=None, output_attentions=None,
-                 output_hidden_states=None, return_dict=None):
+    def __call__(self, input_ids=None, attention_mask=None, input_features=None, inputs_embeds=None,
+                 output_attentions=None, output_hidden_states=None, return_dict=None):
         model = self.model
         _refuse_flags(model, output_attentions, output_hidden_states)
+        main = model.main_input_name
         if inputs_embeds is not None:
-            raise UnsupportedOptionError(f"{type(model).__name__}'s encoder graph takes input_ids, not inputs_embeds")
-        if input_ids is None:
-            raise InputError(f"{type(model).__name__}'s encoder needs input_ids")
-        if attention_mask is None:
-            attention_mask = torch.ones_like(torch.as_tensor(input_ids))
-        hidden, *cross = model.encoder_session.run(None, {"input_ids": _numpy(input_ids),
-                                                          "attention_mask": _numpy(attention_mask)})
+            raise UnsupportedOptionError(f"{type(model).__name__}'s encoder graph takes {main}, not inputs_embeds")
+        if main == "input_features":  # Whisper: the whole window is read, no mask
+            if input_features is None:
+                raise InputError(f"{type(model).__name__}'s encoder needs input_features (from WhisperFeatureExtractor)")
+            feeds = {"input_features": _numpy(input_features)}
+        else:
+            if input_ids is None:
+                raise InputError(f"{type(model).__name__}'s encoder needs input_ids")
+            if attention_mask is None:
+                attention_mask = torch.ones_like(torch.as_tensor(input_ids))
+            feeds = {"input_ids": _numpy(input_ids), "attention_mask": _numpy(attention_mask)}
+        hidden, *cross = model.encoder_session.run(None, feeds)
         out = EncoderOutputWithCross(last_hidden_state=torch.from_numpy(hidden),
                                      cross_key_values=tuple(torch.from_numpy(t) for t in cross))
         return out.to_tuple() if return_dict is False else out
@@ -464,6 +469,8 @@ class Seq2SeqLMRuntime(GenerationMixin):
     (beams, returned sequences) and kept in the cache's cross part, which beam search never reorders."""
 
     task = "text2text-generation"
+    main_input_name = "input_ids"
+    auto_class = "AutoModelForSeq2SeqLM"
 
     def __init__(self, sessions, config, model_path):
         if not isinstance(sessions, tuple) or len(sessions) != 2:
@@ -474,7 +481,7 @@ class Seq2SeqLMRuntime(GenerationMixin):
         self.generation_config = _generation_config(model_path, config)
         from ..registry import model_class
 
-        self.learned_positions = model_class("AutoModelForSeq2SeqLM", config).learned_positions
+        self.learned_positions = model_class(self.auto_class, config).learned_positions
         self.num_layers = sum(name.startswith("present.") for name in self.output_names) // 2
         self._past_inputs = past_names(self.num_layers)
         self._cross_inputs = cross_names(self.num_layers)
@@ -500,13 +507,14 @@ class Seq2SeqLMRuntime(GenerationMixin):
 
     def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
                 encoder_outputs=None, past_key_values=None, use_cache=None, return_dict=None, cache_position=None,
-                output_attentions=None, output_hidden_states=None):
+                output_attentions=None, output_hidden_states=None, input_features=None):
         _refuse_flags(self, output_attentions, output_hidden_states)
         _refuse_static_cache(self, cache_position)
         if decoder_input_ids is None:
             raise InputError(f"{type(self).__name__} needs decoder_input_ids")
         if encoder_outputs is None:
-            encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+            encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                           input_features=input_features)
         elif isinstance(encoder_outputs, (tuple, list)):
             encoder_outputs = EncoderOutputWithCross(*encoder_outputs)
         use_cache = getattr(self.config, "use_cache", True) if use_cache is None else use_cache
@@ -554,6 +562,20 @@ def _rows(t: torch.Tensor, rows: int) -> torch.Tensor:
     return t.repeat_interleave(rows // t.shape[0], dim=0)
 
 
+class SpeechSeq2SeqRuntime(WhisperGenerationMixin, Seq2SeqLMRuntime):
+    """Whisper exported with task automatic-speech-recognition: the encoder graph reads input_features
+    (B, mel bins, frames); Whisper's generate() (prompt, language detection, timestamps) steps the graphs.
+    Word timestamps need cross-attention weights, which the graphs do not return: refused by name."""
+
+    task = "automatic-speech-recognition"
+    main_input_name = "input_features"
+    auto_class = "AutoModelForSpeechSeq2Seq"
+
+
 class ORTModelForSeq2SeqLM(Seq2SeqLMRuntime, ORTModel):
     """A seq2seq model (T5, BART, Marian) exported with task text2text-generation, run by ONNX Runtime;
     see Seq2SeqLMRuntime."""
+
+
+class ORTModelForSpeechSeq2Seq(SpeechSeq2SeqRuntime, ORTModel):
+    """Whisper exported with task automatic-speech-recognition, run by ONNX Runtime; see SpeechSeq2SeqRuntime."""

@@ -235,8 +235,7 @@ def sequential_generate(model, input_features: torch.Tensor, num_frames: list[in
     of its first window and the kept generated ids of all windows (times restart at 0 in each window; no
     end-of-sequence tokens); and with `audio_frames` (frames holding audio, per row) the time in seconds of
     each kept token from the start of the audio (`token_times`), else None."""
-    encoder = model.model.encoder
-    frames_per_position = encoder.conv1.stride[0] * encoder.conv2.stride[0]
+    frames_per_position = 2  # feature frames per encoder position: Whisper's second convolution has stride 2
     window = frames_per_position * model.config.max_source_positions
     B, _, total = input_features.shape
     max_frames = [total] * B if num_frames is None else [int(n) for n in num_frames]

@@ -203,43 +203,10 @@ class WhisperModel(WhisperPreTrainedModel):
         return finish(out, self.config.return_dict if return_dict is None else return_dict)
 
 
-class WhisperForConditionalGeneration(Seq2SeqLMHead, WhisperPreTrainedModel):
-    _tied_weights_keys = {"proj_out.weight": "model.decoder.embed_tokens.weight"}
-    learned_positions = True  # decoder positions end at max_target_positions
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.model = WhisperModel(config)
-        self.proj_out = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        self.post_init()
-        self.init_generation_config()
-
-    def get_encoder(self):
-        return self.model.encoder
-
-    def get_output_embeddings(self):
-        return self.proj_out
-
-    def set_output_embeddings(self, value):
-        self.proj_out = value
-
-    def forward(self, input_features=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
-                encoder_outputs=None, past_key_values=None, decoder_inputs_embeds=None, labels=None, use_cache=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None, cache_position=None):
-        if labels is not None:
-            use_cache = False
-            if decoder_input_ids is None and decoder_inputs_embeds is None:
-                decoder_input_ids = shift_tokens_right(labels, self.config.pad_token_id,
-                                                       self.config.decoder_start_token_id, type(self).__name__)
-        out = self.model(input_features, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs,
-                         past_key_values, decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states,
-                         True, cache_position)
-        logits = self.proj_out(out.last_hidden_state)  # (B, T, V)
-        loss = token_loss(logits, labels) if labels is not None else None
-        return finish(Seq2SeqLMOutput(loss, logits, out.past_key_values, out.decoder_hidden_states,
-                                      out.decoder_attentions, out.cross_attentions, out.encoder_last_hidden_state,
-                                      out.encoder_hidden_states, out.encoder_attentions),
-                      self.config.return_dict if return_dict is None else return_dict)
+class WhisperGenerationMixin:
+    """Whisper's generate() front: the decoder prompt (start, language, task, timestamps), language detection
+    and the timestamp rules, over any model with Whisper's config, get_encoder() and a seq2seq generate()
+    after this class in its MRO: the PyTorch model, and the exported graphs run by ONNX Runtime or OpenVINO."""
 
     def decoder_prompt(self, language: str | None = None, task: str | None = None, return_timestamps: bool = False,
                        detected_language: int | None = None, generation_config=None) -> list[int]:
@@ -312,7 +279,7 @@ class WhisperForConditionalGeneration(Seq2SeqLMHead, WhisperPreTrainedModel):
             raise ConfigError("detect_language() needs the language token ids: this checkpoint's generation config "
                               "(generation_config.json) has no lang_to_id")
         if encoder_outputs is None:
-            encoder_outputs = self.model.encoder(input_features[:, :, :num_segment_frames], return_dict=True)
+            encoder_outputs = self.get_encoder()(input_features=input_features[:, :, :num_segment_frames], return_dict=True)
         elif isinstance(encoder_outputs, (tuple, list)):
             encoder_outputs = BaseModelOutput(*encoder_outputs)
         hidden = encoder_outputs.last_hidden_state
@@ -337,7 +304,7 @@ class WhisperForConditionalGeneration(Seq2SeqLMHead, WhisperPreTrainedModel):
         if kwargs.get("encoder_outputs") is None:
             if input_features is None:
                 raise InputError("Whisper generate() needs input_features (from WhisperFeatureExtractor) or encoder_outputs")
-            kwargs["encoder_outputs"] = self.model.encoder(input_features, return_dict=True)
+            kwargs["encoder_outputs"] = self.get_encoder()(input_features=input_features, return_dict=True)
         kwargs.pop("attention_mask", None)  # the encoder reads all 30 s; the decoder prompt needs no mask
         B = kwargs["encoder_outputs"].last_hidden_state.shape[0]
         if kwargs.get("decoder_input_ids") is None:
@@ -366,6 +333,45 @@ class WhisperForConditionalGeneration(Seq2SeqLMHead, WhisperPreTrainedModel):
         eos = eos[0] if isinstance(eos, (list, tuple)) else eos
         return WhisperTimeStampLogitsProcessor(no_timestamps, eos, begin_index,
                                                getattr(g, "max_initial_timestamp_index", None))
+
+
+class WhisperForConditionalGeneration(WhisperGenerationMixin, Seq2SeqLMHead, WhisperPreTrainedModel):
+    _tied_weights_keys = {"proj_out.weight": "model.decoder.embed_tokens.weight"}
+    learned_positions = True  # decoder positions end at max_target_positions
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = WhisperModel(config)
+        self.proj_out = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.post_init()
+        self.init_generation_config()
+
+    def get_encoder(self):
+        return self.model.encoder
+
+    def get_output_embeddings(self):
+        return self.proj_out
+
+    def set_output_embeddings(self, value):
+        self.proj_out = value
+
+    def forward(self, input_features=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                encoder_outputs=None, past_key_values=None, decoder_inputs_embeds=None, labels=None, use_cache=None,
+                output_attentions=None, output_hidden_states=None, return_dict=None, cache_position=None):
+        if labels is not None:
+            use_cache = False
+            if decoder_input_ids is None and decoder_inputs_embeds is None:
+                decoder_input_ids = shift_tokens_right(labels, self.config.pad_token_id,
+                                                       self.config.decoder_start_token_id, type(self).__name__)
+        out = self.model(input_features, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs,
+                         past_key_values, decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states,
+                         True, cache_position)
+        logits = self.proj_out(out.last_hidden_state)  # (B, T, V)
+        loss = token_loss(logits, labels) if labels is not None else None
+        return finish(Seq2SeqLMOutput(loss, logits, out.past_key_values, out.decoder_hidden_states,
+                                      out.decoder_attentions, out.cross_attentions, out.encoder_last_hidden_state,
+                                      out.encoder_hidden_states, out.encoder_attentions),
+                      self.config.return_dict if return_dict is None else return_dict)
 
 
 def _forced_tokens(g) -> list:
