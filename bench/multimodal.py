@@ -1,6 +1,6 @@
 """Speech and vision, pretrained vs transformers side by side (not a test).
 
-    python bench/multimodal.py [--cases asr images log-mel pixels faster-whisper] [--rounds 5] [--threads N]
+    python bench/multimodal.py [--cases asr asr-onnx images log-mel pixels faster-whisper] [--rounds 5] [--threads N]
                                [--images 64] [--batch-size 16]
 
 Cases, each on the same inputs for every library:
@@ -9,6 +9,11 @@ Cases, each on the same inputs for every library:
   automatic-speech-recognition pipeline transcribes the LibriVox clips of Debian's pocketsphinx-testdata
   (audio given as arrays, greedy: both pipelines default to 5 beams, so num_beams=1 is passed to each).
   Seconds per clip, with the word error rate of each (tests/speech/test_real_speech.py's WER).
+- asr-onnx: the same converted tiny.en exported with `pretrained export onnx --task automatic-speech-recognition`
+  (encoder graph + merged decoder step), its int8 quantization, run by ORTModelForSpeechSeq2Seq (and
+  OVModelForSpeechSeq2Seq when openvino is installed) in our pipeline, against our PyTorch pipeline: seconds
+  per clip, WER, and whether each text equals PyTorch's (not a transformers comparison: Optimum's Whisper
+  export needs transformers 4.x).
 - faster-whisper: the reference bar people use for Whisper on CPUs, CTranslate2 on the very same
   tiny.en files, float32 and int8, greedy, no VAD, no timestamps, no fallback; skipped with a message
   when faster-whisper is not installed (`pip install faster-whisper`: it needs no torch; not a test extra).
@@ -36,7 +41,7 @@ import time
 import machine  # bench/machine.py: this script's folder is on sys.path
 
 LIBRIVOX = "/usr/share/pocketsphinx/test/data/librivox"
-CASES = ("asr", "faster-whisper", "images", "log-mel", "pixels")
+CASES = ("asr", "asr-onnx", "faster-whisper", "images", "log-mel", "pixels")
 
 
 def rounds(fns: dict, n: int) -> dict:
@@ -103,6 +108,42 @@ def bench_asr(tmp: str, args) -> None:
               f"WER {wer(zip([r for _, _, r in audio], texts[name])):.3f}")
     print(f"asr ratio (transformers / pretrained) x{per_clip['transformers'] / per_clip['pretrained']:.2f}  "
           f"texts identical: {same}", flush=True)
+
+
+def bench_asr_onnx(tmp: str, args) -> None:
+    import torch
+
+    import pretrained
+    from pretrained.exporters.onnx import export
+    from pretrained.exporters.quantize import quantize
+    from pretrained.exporters.runtime import ORTModelForSpeechSeq2Seq, make_session_options
+
+    audio = clips()
+    _, folder = tiny_en(tmp)
+    onnx = export(folder, os.path.join(tmp, "whisper-onnx"), task="automatic-speech-recognition")
+    int8 = quantize(onnx, os.path.join(tmp, "whisper-onnx-int8"))
+    threads = torch.get_num_threads()
+    models = {"pytorch": folder}
+    for name, path in (("ort-fp32", onnx), ("ort-int8", int8)):
+        options = make_session_options(intra_op_num_threads=threads)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle ORT threads sleep
+        models[name] = ORTModelForSpeechSeq2Seq.from_pretrained(path, session_options=options)
+    try:
+        from pretrained.exporters.openvino import OVModelForSpeechSeq2Seq
+
+        models["openvino"] = OVModelForSpeechSeq2Seq.from_pretrained(onnx, ov_config={"INFERENCE_NUM_THREADS": str(threads)})
+    except ImportError:
+        print("asr-onnx: openvino not installed; its row skipped", flush=True)
+    pipes = {name: pretrained.pipeline("automatic-speech-recognition", model=m) for name, m in models.items()}
+    inputs = [{"raw": samples, "sampling_rate": 16000} for _, samples, _ in audio]
+    run = {name: (lambda p=p: [p(dict(x), generate_kwargs={"num_beams": 1})["text"] for x in inputs])
+           for name, p in pipes.items()}
+    texts = {name: fn() for name, fn in run.items()}
+    per_clip = {name: t / len(audio) for name, t in rounds(run, args.rounds).items()}
+    for name in run:
+        print(f"asr-onnx {name:9} {per_clip[name]:6.3f} s/clip (x{per_clip['pytorch'] / per_clip[name]:.2f} our "
+              f"PyTorch)  WER {wer(zip([r for _, _, r in audio], texts[name])):.3f}  texts equal PyTorch's: "
+              f"{texts[name] == texts['pytorch']}", flush=True)
 
 
 def bench_faster_whisper(tmp: str, args) -> None:
