@@ -30,3 +30,21 @@ def tf4_python() -> str:
 
     default = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pretrained", "tf4")
     return os.path.join(os.environ.get("PRETRAINED_TF4_VENV") or default, "bin", "python")
+
+
+def vit_classifier_checkpoint(folder, labels: list[str]) -> str:
+    """A tiny random ViT image classifier (32 px, patch 8) with widely spread classifier weights (so the
+    scores' order is meaningful) and transformers' ViT image processor, saved in `folder`."""
+    import torch
+    import transformers
+    from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                                    image_size=32, patch_size=8, id2label=dict(enumerate(labels)))
+    model = transformers.ViTForImageClassification(config)
+    with torch.no_grad():
+        model.classifier.weight.normal_(std=1.0)
+    model.save_pretrained(folder)
+    ViTImageProcessorPil(size=32).save_pretrained(folder)
+    return str(folder)

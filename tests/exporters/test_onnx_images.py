@@ -16,8 +16,7 @@ pytest.importorskip("onnxscript")
 transformers = pytest.importorskip("transformers")
 skimage = pytest.importorskip("skimage", reason="pip install scikit-image (test-only: the sample photos)")
 
-from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil  # noqa: E402
-
+from checkpoints import vit_classifier_checkpoint  # noqa: E402
 from pretrained import AutoModel, AutoModelForImageClassification, pipeline  # noqa: E402
 from pretrained.errors import UnknownModelError, UnsupportedOptionError  # noqa: E402
 from pretrained.exporters import runtime  # noqa: E402
@@ -31,16 +30,9 @@ LABELS = ["cat", "astronaut", "coffee", "rocket"]
 @pytest.fixture(scope="module")
 def vit(tmp_path_factory):
     """(PyTorch checkpoint folder with its image processor, its image-classification export)."""
-    torch.manual_seed(0)
     root = tmp_path_factory.mktemp("onnx-vit")
-    config = transformers.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-                                    image_size=32, patch_size=8, id2label=dict(enumerate(LABELS)))
-    model = transformers.ViTForImageClassification(config)
-    with torch.no_grad():
-        model.classifier.weight.normal_(std=1.0)  # spread the scores so their order is meaningful
-    model.save_pretrained(root / "pt")
-    ViTImageProcessorPil(size=32).save_pretrained(root / "pt")
-    return root / "pt", export(root / "pt", root / "onnx", task="image-classification")
+    source = vit_classifier_checkpoint(root / "pt", LABELS)
+    return source, export(source, root / "onnx", task="image-classification")
 
 
 def _pixels(batch: int, seed: int = 4):

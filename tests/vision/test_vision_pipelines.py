@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,13 +16,13 @@ skimage = pytest.importorskip("skimage", reason="pip install scikit-image (test-
 Image = pytest.importorskip("PIL.Image")
 
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil  # noqa: E402
-from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil  # noqa: E402
 
 import pretrained  # noqa: E402
 from pretrained import pipeline  # noqa: E402
 from pretrained.errors import InputError  # noqa: E402
 from pretrained.pipelines import PipelineError  # noqa: E402
 
+from checkpoints import vit_classifier_checkpoint  # noqa: E402
 from test_clip_processor import clip_tokenizer  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(skimage.__file__), "data")
@@ -36,16 +37,7 @@ def _same_results(ours, ref):
 
 @pytest.fixture(scope="module")
 def vit_folder(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("vit-classifier")
-    config = transformers.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-                                    image_size=32, patch_size=8, id2label=dict(enumerate(LABELS)))
-    model = transformers.ViTForImageClassification(config)
-    with torch.no_grad():
-        model.classifier.weight.normal_(std=1.0)  # spread the scores so their order is meaningful
-    model.save_pretrained(path)
-    ViTImageProcessorPil(size=32).save_pretrained(path)
-    return path
+    return Path(vit_classifier_checkpoint(tmp_path_factory.mktemp("vit-classifier"), LABELS))
 
 
 @pytest.fixture(scope="module")
