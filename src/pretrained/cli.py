@@ -472,8 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
     onnx.add_argument("output", help="folder to write")
     onnx.add_argument("--model", required=True, help="checkpoint folder or hub id")
     onnx.add_argument("--task", default=None, help="feature-extraction, fill-mask, text-classification, "
-                      "token-classification, question-answering, image-classification, text-generation, "
-                      "text2text-generation (summarization, translation) (default: from config.json)")
+                      "token-classification, question-answering, image-classification, zero-shot-image-classification, "
+                      "text-generation, text2text-generation (summarization, translation), "
+                      "automatic-speech-recognition (default: from config.json)")
     onnx.add_argument("--opset", type=int, default=18)
     onnx.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto")
     onnx.add_argument("--atol", type=float, default=1e-4, help="largest accepted |ONNX Runtime - PyTorch|")

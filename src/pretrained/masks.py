@@ -103,7 +103,8 @@ def causal_mask(
         q_pos = cache_position
     else:
         past_length = key_length - query_length if past_length is None else past_length
-        has_padding = attention_mask is not None and not bool(attention_mask.all())
+        # traced (torch.compile, ONNX export): no branch on the mask's values, it is applied as given
+        has_padding = attention_mask is not None and (torch.compiler.is_compiling() or not bool(attention_mask.all()))
         window_active = sliding_window is not None and past_length + query_length > sliding_window
         keys_filled = past_length + query_length == key_length
         if not has_padding and not window_active and keys_filled and (query_length == key_length or query_length == 1):

@@ -42,8 +42,12 @@ def vit_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clip_folder(tmp_path_factory):
+    return write_clip_checkpoint(tmp_path_factory.mktemp("clip-zero-shot"))
+
+
+def write_clip_checkpoint(path):
+    """A tiny random CLIP (transformers) with its processor (a tiny BPE tokenizer, 30 px crops), saved in `path`."""
     torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("clip-zero-shot")
     text = dict(vocab_size=62, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
                 max_position_embeddings=32, projection_dim=16, bos_token_id=60, eos_token_id=61, pad_token_id=61)
     vision = dict(hidden_size=24, num_hidden_layers=2, num_attention_heads=4, intermediate_size=30, image_size=30,

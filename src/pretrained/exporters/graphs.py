@@ -18,8 +18,13 @@ class EncoderGraph(nn.Module):
         self.input_names = tuple(input_names)
         self.output_names = tuple(output_names)
         axes = {0: "batch", 1: "sequence"}
-        # images (B, C, H, W): only the batch varies, H and W are the config's
-        self.dynamic_axes = {name: {0: "batch"} if name == "pixel_values" else dict(axes) for name in self.input_names}
+        # images (B, C, H, W): only the batch varies, H and W are the config's; with captions (CLIP) the images
+        # and the captions are two batches
+        pair = "pixel_values" in self.input_names and len(self.input_names) > 1
+        if pair:
+            axes = {0: "text_batch", 1: "sequence"}
+        self.dynamic_axes = {name: {0: "image_batch" if pair else "batch"} if name == "pixel_values" else dict(axes)
+                             for name in self.input_names}
         self.output_axes = {name: dict(axes) if name != "logits" or _per_token(model) else {0: "batch"}
                             for name in self.output_names}
 

@@ -62,6 +62,8 @@ TASKS = {
     "token-classification": ("AutoModelForTokenClassification", ("logits",)),
     "question-answering": ("AutoModelForQuestionAnswering", ("start_logits", "end_logits")),
     "image-classification": ("AutoModelForImageClassification", ("logits",)),
+    "zero-shot-image-classification": ("AutoModel", ("logits_per_image", "logits_per_text", "text_embeds",
+                                                      "image_embeds")),
     "text-generation": ("AutoModelForCausalLM", ("logits",)),
     "text2text-generation": ("AutoModelForSeq2SeqLM", ("logits",)),
     "automatic-speech-recognition": ("AutoModelForSpeechSeq2Seq", ("logits",)),
@@ -85,6 +87,8 @@ ENCODER_INPUTS = {
     "vit": ("pixel_values",),  # feature-extraction and image-classification
 }
 IMAGE_TASKS = ("image-classification",)
+ZERO_SHOT_IMAGE_TASK = "zero-shot-image-classification"
+IMAGE_TEXT_INPUTS = {"clip": ("input_ids", "attention_mask", "pixel_values")}  # captions and images, own batches
 DECODER_INPUTS = {family: ("input_ids", "attention_mask", "position_ids") for family in (
     "gpt2", "llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text", "mixtral", "qwen3_moe")}
 SEQ2SEQ_INPUTS = {family: ("input_ids", "attention_mask") for family in ("t5", "mt5", "bart", "marian")}
@@ -111,15 +115,16 @@ def check_task(task: str) -> str:
 
 def graph_inputs(model_type: str, task: str) -> tuple[str, ...]:
     """The graph's input names for a family and task; refuses a pair that has no export."""
-    kind = {"text-generation": "decoder", SEQ2SEQ_TASK: "encoder-decoder", SPEECH_TASK: "speech"}.get(task, "encoder")
+    kind = {"text-generation": "decoder", SEQ2SEQ_TASK: "encoder-decoder", SPEECH_TASK: "speech",
+            ZERO_SHOT_IMAGE_TASK: "image-text"}.get(task, "encoder")
     table = {"decoder": DECODER_INPUTS, "encoder-decoder": SEQ2SEQ_INPUTS, "speech": SPEECH_INPUTS,
-             "encoder": ENCODER_INPUTS}[kind]
+             "image-text": IMAGE_TEXT_INPUTS, "encoder": ENCODER_INPUTS}[kind]
     if model_type not in table:
         raise UnknownModelError(f"model_type={model_type!r} has no ONNX export for task {task!r}; "
                                 f"supported {kind} families: {', '.join(table)}")
     inputs = table[model_type]
     images = inputs == ("pixel_values",)
-    if (task in IMAGE_TASKS) != images and not (images and task == "feature-extraction"):
+    if kind == "encoder" and (task in IMAGE_TASKS) != images and not (images and task == "feature-extraction"):
         wanted = "an image" if task in IMAGE_TASKS else "a text"
         raise UnknownModelError(f"model_type={model_type!r} has no ONNX export for task {task!r}: the task takes "
                                 f"{wanted} model, {model_type!r} reads {'images' if images else 'text'}")
@@ -271,6 +276,12 @@ def sample_inputs(config, task: str, input_names, batch: int, length: int, past:
     if tuple(input_names) == ("input_features",):  # log-mel features of a full window; `length` does not apply
         frames = 2 * config.max_source_positions
         return {"input_features": torch.randn(batch, config.num_mel_bins, frames, generator=g)}
+    if "pixel_values" in input_names:  # CLIP: `batch` images and batch + 1 captions (the batches are independent)
+        vision, text = config.vision_config, config.text_config
+        size = vision.image_size
+        captions = sample_inputs(text, "feature-extraction", ("input_ids", "attention_mask"), batch + 1, length,
+                                 seed=seed)
+        return {**captions, "pixel_values": torch.randn(batch, vision.num_channels, size, size, generator=g)}
     vocab = getattr(config, "vocab_size", None)
     if not isinstance(vocab, int) or vocab < 4:
         raise ConfigError(f"config.vocab_size={vocab!r}; an export needs the vocabulary size to build sample inputs")

@@ -21,7 +21,8 @@ from ..errors import CheckpointError, UnsupportedOptionError
 from ..outputs import (BaseModelOutput, MaskedLMOutput, QuestionAnsweringModelOutput, SequenceClassifierOutput,
                        TokenClassifierOutput)
 from .onnx import ONNX_FILE
-from .runtime import CausalLMRuntime, ImageClassificationRuntime, RuntimeModel, Seq2SeqLMRuntime, SpeechSeq2SeqRuntime
+from .runtime import (CausalLMRuntime, ImageClassificationRuntime, RuntimeModel, Seq2SeqLMRuntime,
+                      SpeechSeq2SeqRuntime, ZeroShotImageClassificationRuntime)
 
 
 def require_openvino():
@@ -123,6 +124,10 @@ class OVModelForQuestionAnswering(OVModel):
 
 
 class OVModelForImageClassification(ImageClassificationRuntime, OVModel):
+    pass
+
+
+class OVModelForZeroShotImageClassification(ZeroShotImageClassificationRuntime, OVModel):
     pass
 
 

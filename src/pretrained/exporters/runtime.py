@@ -25,6 +25,7 @@ from ..cache import encoder_decoder_cache
 from ..errors import CheckpointError, InputError, UnsupportedOptionError
 from ..generation.mixin import GenerationMixin
 from ..heads import Seq2SeqLMHead
+from ..models.clip import CLIPOutput
 from ..models.whisper import WhisperGenerationMixin
 from ..outputs import (BaseModelOutput, CausalLMOutputWithPast, ImageClassifierOutput, MaskedLMOutput,
                        QuestionAnsweringModelOutput, Seq2SeqLMOutput, SequenceClassifierOutput, TokenClassifierOutput)
@@ -330,6 +331,24 @@ class ImageClassificationRuntime:
 
 
 class ORTModelForImageClassification(ImageClassificationRuntime, ORTModel):
+    pass
+
+
+class ZeroShotImageClassificationRuntime:
+    """CLIP's graph: captions (input_ids, attention_mask) and images (pixel_values), two independent batches ->
+    logits_per_image (images, captions), logits_per_text, text_embeds, image_embeds."""
+
+    task = "zero-shot-image-classification"
+    output_class = CLIPOutput
+
+    def forward(self, input_ids=None, pixel_values=None, attention_mask=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None):
+        return super().forward(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
+                               output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                               return_dict=return_dict)
+
+
+class ORTModelForZeroShotImageClassification(ZeroShotImageClassificationRuntime, ORTModel):
     pass
 
 
