@@ -477,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "automatic-speech-recognition (default: from config.json)")
     onnx.add_argument("--opset", type=int, default=18)
     onnx.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto")
-    onnx.add_argument("--atol", type=float, default=1e-4, help="largest accepted |ONNX Runtime - PyTorch|")
+    onnx.add_argument("--atol", type=float, default=1e-4, help="largest accepted |ONNX Runtime - PyTorch|, times the output's largest |value| when over 1")
     onnx.add_argument("--static-shapes", type=int, nargs=2, metavar=("BATCH", "SEQUENCE"), default=None,
                       help="fix the batch and sequence axes (encoder tasks; for TensorRT engines, CoreML)")
     onnx.set_defaults(func=cmd_export)

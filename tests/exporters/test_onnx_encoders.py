@@ -208,10 +208,35 @@ def test_validation_fails_when_the_graph_differs(tmp_path):
     with torch.no_grad():
         model.classifier.bias.add_(0.01)
     graph = EncoderGraph(model, names, ("logits",)).eval()
-    with pytest.raises(ExportError, match=r"'logits' differs from PyTorch by 0\.01.* > atol=0\.0001"):
+    with pytest.raises(ExportError, match=r"'logits' differs from PyTorch by 0\.01.* > atol=0\.0001 x"):
         validate_graph(graph, folder / "model.onnx", model.config, "token-classification", names, 1e-4)
     assert not (folder / "model.onnx").exists()
     assert sample_inputs(model.config, "token-classification", names, 2, 4)["attention_mask"][1, :2].sum() == 0
+
+
+def test_validation_tolerance_scales_with_the_outputs_magnitude(tmp_path):
+    """float32 rounding grows with the values: a real 30-layer model's logits (~30) differ between two correct
+    float32 runs by ~1e-3 (SmolLM2: PyTorch 2.1e-3 from float64, ONNX Runtime 1.2e-3). The tolerance is atol
+    times the output's largest magnitude (at least 1): 1e-4 of the scale, never looser than atol below 1."""
+    from pretrained.exporters.graphs import EncoderGraph
+
+    source = hf_checkpoint(tmp_path / "pt", "BertConfig", "BertForTokenClassification", **TINY_ENCODER)
+    model = auto.AutoModelForTokenClassification.from_pretrained(source).eval()
+    with torch.no_grad():
+        model.classifier.weight.mul_(5000.0)  # logits of a few hundred
+    names = ("input_ids", "attention_mask", "token_type_ids")
+    folder = export(model, tmp_path / "onnx", task="token-classification")
+    record = json.loads((folder / "export.json").read_text())
+    assert record["max_scaled_diff"] <= 1e-4 and record["atol"] == 1e-4
+    with torch.no_grad():
+        model.classifier.bias.add_(0.01)  # ~3e-5 of the scale: within
+    graph = EncoderGraph(model, names, ("logits",)).eval()
+    diff, scaled = validate_graph(graph, folder / "model.onnx", model.config, "token-classification", names, 1e-4)
+    assert diff > 0.009 and scaled < 1e-4
+    with torch.no_grad():
+        model.classifier.bias.add_(1.0)  # ~3e-3 of the scale: a real difference
+    with pytest.raises(ExportError, match=r"'logits' differs from PyTorch by 1\.0.* of the largest \|value\|"):
+        validate_graph(graph, folder / "model.onnx", model.config, "token-classification", names, 1e-4)
 
 
 def test_unsupported_task_and_architecture_are_named(tmp_path):
