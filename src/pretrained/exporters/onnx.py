@@ -12,10 +12,11 @@ exporter lowers scaled_dot_product_attention with two extra reshapes and copies 
 and every graph is rewritten into the forms ONNX Runtime's fusions recognise (rewrites.py); both keep
 standard operators.
 
-Every graph has dynamic batch and sequence axes. Validation runs the graph in ONNX Runtime on
-sample inputs of other shapes than the export's (so a baked-in shape fails) and compares each
-output with the PyTorch model's; past `atol` times the output's largest |value| (at least 1: float32
-rounding grows with the values) the export fails and model.onnx is removed.
+Every graph has a dynamic batch axis and, over text, a dynamic sequence axis (images and audio features
+have the config's size). Validation runs the graph in ONNX Runtime on sample inputs of other shapes than
+the export's (so a baked-in shape fails) and compares each output with the PyTorch model's; past `atol`
+times the output's largest |value| (at least 1: float32 rounding grows with the values) the export fails
+and model.onnx is removed.
 
 Decoders (text-generation) export one merged graph: the past keys and values are inputs
 `past_key_values.{i}.key/value` (B, kv_heads, P, head_dim), P = 0 on the first step, and the
@@ -48,7 +49,6 @@ from .rewrites import rewrite_file
 DEFAULT_OPSET = 18  # dynamo's own opset; >= 17 keeps LayerNormalization one node for TensorRT and others
 DEFAULT_ATOL = 1e-4
 EXPORT_FILE = "export.json"
-# tokenizer files copied from the source folder when present
 # copied beside the graphs: the tokenizer, and the image / audio processor (transformers 5 writes
 # processor_config.json, 4.x preprocessor_config.json)
 COMPANION_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
@@ -79,7 +79,7 @@ SEQ2SEQ_FILES = ("encoder_model.onnx", "decoder_model.onnx")
 TASK_ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification",
                 "default": "feature-extraction", "causal-lm": "text-generation", "summarization": SEQ2SEQ_TASK,
                 "translation": SEQ2SEQ_TASK, "seq2seq-lm": SEQ2SEQ_TASK, "asr": SPEECH_TASK}
-# model_type -> the graph's text inputs; a family absent here is refused by name
+# model_type -> the graph's inputs; a family absent here is refused by name
 ENCODER_INPUTS = {
     "bert": ("input_ids", "attention_mask", "token_type_ids"),
     "deberta-v2": ("input_ids", "attention_mask", "token_type_ids"),
