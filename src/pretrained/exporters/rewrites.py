@@ -9,8 +9,8 @@ the same values bit for bit.
 
 The dynamo exporter also annotates every intermediate value with its symbolic shape (value_info). Given
 them, ONNX Runtime's memory planner shares buffers between more of the activations, and the same kernels
-ran slower: MiniLM batch 32 x 16 tokens, one thread, ~4% (bench/export.py against Optimum), never faster
-at 32 x 128 or for GPT-2 decoding. The rewrite drops them, keeping the shapes of the graph's inputs and
+ran slower: MiniLM batch 32 x 16 tokens, one thread, ~4% (bench/export.py against Optimum); keeping them
+was faster nowhere (32 x 128 and GPT-2 decoding: the same). The rewrite drops them, keeping the shapes of the graph's inputs and
 outputs, as a TorchScript export declares; every runtime infers the rest itself.
 """
 
