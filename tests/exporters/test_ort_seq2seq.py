@@ -159,5 +159,7 @@ def test_from_pretrained_export_true_and_refusals(exported, tmp_path):
         model(decoder_input_ids=ids[:, :1], encoder_outputs=(torch.zeros(2, 7, 32),))
     with pytest.raises(UnsupportedOptionError, match="inputs_embeds"):
         model.get_encoder()(inputs_embeds=torch.zeros(2, 7, 32))
+    with pytest.raises(InputError, match="input_features"):  # Whisper's input, not this graph's
+        model.get_encoder()(input_ids=ids, input_features=torch.zeros(2, 80, 3000))
     with pytest.raises(UnsupportedOptionError, match="static cache"):
         model.generate(ids, max_new_tokens=3, cache_implementation="static")

@@ -17,7 +17,7 @@ pytest.importorskip("onnxscript")
 pytest.importorskip("transformers")
 
 from pretrained import WhisperFeatureExtractor, WhisperForConditionalGeneration, pipeline  # noqa: E402
-from pretrained.errors import UnsupportedOptionError  # noqa: E402
+from pretrained.errors import InputError, UnsupportedOptionError  # noqa: E402
 from pretrained.exporters.onnx import export  # noqa: E402
 from pretrained.exporters.runtime import ORTModelForSpeechSeq2Seq  # noqa: E402
 
@@ -60,6 +60,15 @@ def test_generate_equals_pytorch_tokens(exported, options):
     expected = ours.generate(features, max_new_tokens=12, **options)
     got = ort_model.generate(features, max_new_tokens=12, **options)
     assert torch.equal(got, expected)
+
+
+def test_text_inputs_are_refused_by_name(exported):
+    _, ort_model, _ = exported
+    features = _features((2.0,))
+    with pytest.raises(InputError, match="input_ids"):
+        ort_model.get_encoder()(input_features=features, input_ids=torch.ones(1, 3, dtype=torch.long))
+    with pytest.raises(InputError, match="input_ids"):
+        ort_model(input_ids=torch.ones(1, 3, dtype=torch.long), decoder_input_ids=torch.tensor([[101]]))
 
 
 def test_asr_pipeline_over_the_ort_model(exported):

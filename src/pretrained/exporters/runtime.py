@@ -464,6 +464,9 @@ class _GraphEncoder:
         main = model.main_input_name
         if inputs_embeds is not None:
             raise UnsupportedOptionError(f"{type(model).__name__}'s encoder graph takes {main}, not inputs_embeds")
+        for name, value in (("input_ids", input_ids), ("input_features", input_features)):
+            if value is not None and name != main:
+                raise InputError(f"{type(model).__name__}'s encoder graph takes {main}, not {name}")
         if main == "input_features":  # Whisper: the whole window is read, no mask
             if input_features is None:
                 raise InputError(f"{type(model).__name__}'s encoder needs input_features (from WhisperFeatureExtractor)")
