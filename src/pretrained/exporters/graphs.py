@@ -146,11 +146,11 @@ def _first_decoder_step(model, encoder_inputs: dict):
 def decoder_geometry(model) -> tuple[int, int, int]:
     """(decoder layers, heads, head_dim) of a seq2seq model, read from the cache of one real step, so no
     family's config names are needed."""
-    config = model.config
-    if getattr(model, "main_input_name", "input_ids") == "input_features":  # Whisper: one window of features
-        inputs = {"input_features": torch.zeros(1, config.num_mel_bins, 2 * config.max_source_positions)}
-    else:
-        inputs = {"input_ids": torch.ones(1, 2, dtype=torch.long), "attention_mask": torch.ones(1, 2, dtype=torch.long)}
+    from .onnx import sample_inputs
+
+    speech = getattr(model, "main_input_name", "input_ids") == "input_features"  # Whisper: one window of features
+    names = ("input_features",) if speech else ("input_ids", "attention_mask")
+    inputs = sample_inputs(model.config, "feature-extraction", names, 1, 2)
     with torch.no_grad():
         _, cache = _first_decoder_step(model, inputs)
     k = cache.cross_attention_cache[0][0]  # (1, H, S, D)
